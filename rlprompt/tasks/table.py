@@ -1,0 +1,379 @@
+"""Labelled examples from CSV, TSV and JSONL files.
+
+Formats are chosen by extension (``.csv``, ``.tsv``/``.tab``, ``.jsonl``/``.ndjson``/``.json``)
+unless ``delimiter`` is given. CSV is read with standard quoting; TSV with
+``csv.QUOTE_NONE`` because SST-style text holds bare quotes (``" a "great" film"``),
+so a TSV field cannot contain a tab. Every file needs a header row (CSV/TSV) or
+object keys (JSONL) naming the text and label columns.
+
+Errors name the file and line (``path:line: ...``), the column and the bad value.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rlprompt.errors import ConfigError, DataError
+from rlprompt.tasks.task import Example, Task
+
+TEXT_COLUMNS = ("sentence", "text")
+"""Text columns tried in order when none is named."""
+
+_TSV = {".tsv", ".tab"}
+_CSV = {".csv"}
+_JSONL = {".jsonl", ".ndjson", ".json"}
+# Fields may be long (documents); 2**31-1 is the largest limit every platform's C long takes.
+_FIELD_LIMIT = 2**31 - 1
+
+
+class LabelParser:
+    """Turns a raw label value (int, digit string or class name) into a class id.
+
+    :param num_classes: number of classes; integers outside ``[0, num_classes)`` are rejected.
+    :param label_names: class names in label order, accepted in place of ids.
+    :param label_map: extra ``name -> class id`` entries (checked first), e.g.
+        ``{"pos": 1, "neg": 0}``.
+    :raises ConfigError: a ``label_map`` id is out of range.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        label_names: Sequence[str] | None = None,
+        label_map: Mapping[str, int] | None = None,
+    ) -> None:
+        self.num_classes = num_classes
+        self.names: dict[str, int] = {}
+        for i, name in enumerate(label_names or ()):
+            self.names.setdefault(str(name).strip(), i)
+        for name, i in (label_map or {}).items():
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < num_classes:
+                raise ConfigError(
+                    f"label_map[{name!r}] = {i!r} is not a class id 0..{num_classes - 1}; "
+                    f"map each label name to an integer id"
+                )
+            self.names[str(name).strip()] = i
+
+    def __call__(self, raw: Any) -> int:
+        """Class id of ``raw``.
+
+        :raises ValueError: with a message (no location) when ``raw`` is not a known label;
+            callers add the file, line and column.
+        """
+        if isinstance(raw, str):
+            key = raw.strip()
+            if key in self.names:
+                return self.names[key]
+            try:
+                value = int(key)
+            except ValueError:
+                known = ", ".join(repr(n) for n in self.names) or "none"
+                raise ValueError(
+                    f"unknown label {raw!r}; use a class id 0..{self.num_classes - 1} or a label name "
+                    f"({known})"
+                ) from None
+        elif isinstance(raw, int) and not isinstance(raw, bool):
+            value = raw
+        elif isinstance(raw, float) and raw.is_integer():
+            value = int(raw)
+        else:
+            raise ValueError(f"label {raw!r} is a {type(raw).__name__}; use an integer id or a label name")
+        if not 0 <= value < self.num_classes:
+            raise ValueError(
+                f"label {value} is out of range; this task has {self.num_classes} classes "
+                f"(0..{self.num_classes - 1})"
+            )
+        return value
+
+
+def table_format(path: Path, delimiter: str | None = None) -> str:
+    """The reader for a file: ``"jsonl"``, or the CSV delimiter to use.
+
+    :param path: the data file.
+    :param delimiter: explicit delimiter (overrides the extension; ``"jsonl"`` forces JSONL).
+    :raises ConfigError: unknown extension and no delimiter.
+    """
+    if delimiter is not None:
+        return delimiter
+    suffix = path.suffix.lower()
+    if suffix in _TSV:
+        return "\t"
+    if suffix in _CSV:
+        return ","
+    if suffix in _JSONL:
+        return "jsonl"
+    raise ConfigError(
+        f"{path}: cannot tell the format from the extension {suffix!r}; use .csv, .tsv or .jsonl, "
+        f"or pass delimiter (',', '\\t' or 'jsonl')"
+    )
+
+
+def load_table(
+    path: str | Path,
+    *,
+    text_column: str | None = None,
+    label_column: str = "label",
+    num_classes: int | None = None,
+    label_names: Sequence[str] | None = None,
+    label_map: Mapping[str, int] | None = None,
+    delimiter: str | None = None,
+) -> list[Example]:
+    """Read labelled examples from a CSV, TSV or JSONL file.
+
+    :param path: the file. An empty file is an error; a header with no rows gives ``[]``.
+    :param text_column: column holding the text; ``None`` tries ``"sentence"`` then ``"text"``.
+    :param label_column: column holding the label (an integer id or a class name).
+    :param num_classes: number of classes; defaults to ``len(label_names)`` or, without
+        names, to the largest id in ``label_map`` plus one. Must be known somehow.
+    :param label_names: class names in label order, accepted in the label column.
+    :param label_map: extra ``name -> class id`` entries for the label column.
+    :param delimiter: override the format chosen by extension (``","``, ``"\\t"``, ``"jsonl"``).
+    :return: the examples, in file order.
+    :raises DataError: unreadable file, not UTF-8, missing or duplicate columns, a row with
+        the wrong number of fields, an empty text, or a bad label; the message names the file
+        and line (and column).
+    :raises ConfigError: the number of classes cannot be known, or the format cannot be told.
+    """
+    path = Path(path)
+    if num_classes is None:
+        if label_names:
+            num_classes = len(label_names)
+        elif label_map:
+            num_classes = max(label_map.values()) + 1
+        else:
+            raise ConfigError(f"{path}: pass num_classes, label_names or label_map to check the labels")
+    parse_label = LabelParser(num_classes, label_names, label_map)
+    fmt = table_format(path, delimiter)
+    text = _read_utf8(path)
+    if not text.strip():
+        raise DataError(
+            f"{path}: file is empty; expected a header row such as 'sentence<TAB>label' "
+            f"and one example per line"
+        )
+    with _large_fields():
+        if fmt == "jsonl":
+            return _examples(path, _jsonl_rows(path, text), None, text_column, label_column, parse_label)
+        reader = csv.reader(
+            io.StringIO(text, newline=""),
+            delimiter=fmt,
+            quoting=csv.QUOTE_NONE if fmt == "\t" else csv.QUOTE_MINIMAL,
+            strict=True,
+        )
+        try:
+            header = next(reader)
+        except csv.Error as err:
+            raise DataError(f"{path}:1: malformed header: {err}; check the quoting") from None
+        _check_header(path, header)
+        text_column = _pick_text_column(path, header, text_column, label_column)
+        rows = _csv_rows(path, reader, header, fmt)
+        return _examples(path, rows, header, text_column, label_column, parse_label)
+
+
+def _examples(
+    path: Path,
+    rows: Iterator[tuple[int, dict[str, Any]]],
+    header: list[str] | None,
+    text_column: str | None,
+    label_column: str,
+    parse_label: LabelParser,
+) -> list[Example]:
+    examples: list[Example] = []
+    for line, row in rows:
+        if header is None:  # JSONL: every object names its own keys
+            text_column = text_column or _pick_text_column(path, list(row), None, label_column)
+            missing = [c for c in (text_column, label_column) if c not in row]
+            if missing:
+                raise DataError(
+                    f"{path}:{line}: no key {missing[0]!r}; this object has keys {sorted(row)}; "
+                    f"every line needs {text_column!r} and {label_column!r}"
+                )
+        assert text_column is not None
+        value = row[text_column]
+        if not isinstance(value, str):
+            raise DataError(
+                f"{path}:{line}: column {text_column!r} holds {type(value).__name__} {value!r}; expected text"
+            )
+        if not value.strip():
+            raise DataError(f"{path}:{line}: column {text_column!r} is empty; every example needs a text")
+        try:
+            label = parse_label(row[label_column])
+        except ValueError as err:
+            raise DataError(f"{path}:{line}: column {label_column!r}: {err}") from None
+        examples.append(Example(value, label))
+    return examples
+
+
+def _read_utf8(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file; check the path") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read: {err.strerror or err}") from None
+    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        return data[bom:].decode("utf-8")
+    except UnicodeDecodeError as err:
+        start = bom + err.start
+        line = data.count(b"\n", 0, start) + 1
+        column = start - (data.rfind(b"\n", 0, start) + 1) + 1
+        raise DataError(
+            f"{path}:{line}: byte 0x{data[start]:02x} at byte offset {start} (column {column}) is not "
+            f"UTF-8; re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
+@contextmanager
+def _large_fields() -> Iterator[None]:
+    old = csv.field_size_limit()
+    csv.field_size_limit(max(old, min(_FIELD_LIMIT, sys.maxsize)))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def _csv_rows(
+    path: Path, reader: Any, header: list[str], delimiter: str
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    prev = reader.line_num
+    try:
+        for fields in reader:
+            line, prev = prev + 1, reader.line_num
+            if not fields or fields == [""]:
+                continue  # blank line
+            if len(fields) != len(header):
+                hint = (
+                    "; a tab inside the text splits it (TSV is read without quoting)"
+                    if delimiter == "\t" and len(fields) > len(header)
+                    else ""
+                )
+                raise DataError(
+                    f"{path}:{line}: expected {len(header)} fields ({', '.join(header)}) but found "
+                    f"{len(fields)}{hint}"
+                )
+            yield line, dict(zip(header, fields, strict=True))
+    except csv.Error as err:
+        raise DataError(f"{path}:{reader.line_num}: malformed CSV: {err}; check the quoting") from None
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header, start=1):
+        if name in seen:
+            raise DataError(
+                f"{path}:1: header names column {name!r} twice (columns {seen[name]} and {i}); "
+                f"rename one so the columns can be told apart"
+            )
+        seen[name] = i
+
+
+def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{line}: column {err.colno}: invalid JSON: {err.msg}") from None
+        if not isinstance(obj, dict):
+            raise DataError(
+                f'{path}:{line}: expected a JSON object like {{"text": ..., "label": ...}}, '
+                f"got {type(obj).__name__}"
+            )
+        yield line, obj
+
+
+def _pick_text_column(path: Path, columns: list[str], text_column: str | None, label_column: str) -> str:
+    if text_column is None:
+        found = [c for c in TEXT_COLUMNS if c in columns]
+        if not found:
+            raise DataError(
+                f"{path}: no text column: looked for {' or '.join(map(repr, TEXT_COLUMNS))} and found "
+                f"columns {columns}; pass text_column"
+            )
+        text_column = found[0]
+    for role, col in (("text", text_column), ("label", label_column)):
+        if col not in columns:
+            raise DataError(
+                f"{path}:1: no {role} column {col!r}; the columns present are {columns}; "
+                f"pass {role}_column to pick one"
+            )
+    return text_column
+
+
+def task_from_files(
+    train_file: str | Path,
+    dev_file: str | Path,
+    test_file: str | Path,
+    *,
+    verbalizers: Sequence[str],
+    name: str = "custom",
+    label_names: Sequence[str] | None = None,
+    label_map: Mapping[str, int] | None = None,
+    text_column: str | None = None,
+    label_column: str = "label",
+    delimiter: str | None = None,
+    template: str | None = None,
+    masked: bool = False,
+) -> Task:
+    """Build a :class:`Task` from three table files (see :func:`load_table`).
+
+    :param train_file: training examples.
+    :param dev_file: validation examples.
+    :param test_file: test examples.
+    :param verbalizers: one word per class, in label order.
+    :param name: task name.
+    :param label_names: class names in label order (accepted in the label column, as are
+        the stripped verbalizers).
+    :param label_map: extra ``name -> class id`` entries for the label column.
+    :param text_column: text column; ``None`` tries ``"sentence"`` then ``"text"``.
+    :param label_column: label column.
+    :param delimiter: override the format chosen by extension.
+    :param template: task template (``None``: the default for ``masked``).
+    :param masked: the task LM is a masked LM.
+    :raises DataError: a file is bad or holds no examples.
+    :raises ConfigError: bad verbalizers, label names or template.
+    """
+    verbalizers = list(verbalizers)
+    if label_names is not None and len(label_names) != len(verbalizers):
+        raise ConfigError(
+            f"{len(label_names)} label names {list(label_names)} but {len(verbalizers)} verbalizers "
+            f"{verbalizers}; give one of each per class"
+        )
+    names = list(label_names) if label_names is not None else [v.strip() for v in verbalizers]
+    # The verbalizers (stripped) are accepted as label names too, after label_names.
+    aliases = {v.strip(): i for i, v in enumerate(verbalizers) if v.strip() not in names}
+    aliases.update(label_map or {})
+    splits: dict[str, list[Example]] = {}
+    for split, file in (("train", train_file), ("dev", dev_file), ("test", test_file)):
+        examples = load_table(
+            file,
+            text_column=text_column,
+            label_column=label_column,
+            num_classes=len(verbalizers),
+            label_names=names,
+            label_map=aliases,
+            delimiter=delimiter,
+        )
+        if not examples:
+            raise DataError(
+                f"{file}: holds no examples (only a header?); the {split} split needs at least one"
+            )
+        splits[split] = examples
+    return Task(
+        name=name,
+        verbalizers=verbalizers,
+        label_names=names,
+        template=template,
+        masked=masked,
+        source=f"files {train_file}, {dev_file}, {test_file}",
+        **splits,  # type: ignore[arg-type]
+    )
