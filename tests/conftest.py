@@ -24,7 +24,7 @@ CORPUS = [
 ]
 
 
-def build_tokenizer(vocab_size: int = 400):  # noqa: ANN201
+def build_tokenizer(vocab_size: int = 1000):  # noqa: ANN201
     """A byte-level BPE tokenizer trained in memory on a tiny corpus (GPT-2 style: 'Ġgreat')."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
