@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 
 from rlprompt.errors import ConfigError, RLPromptError
 from rlprompt.lm.counters import EngineCounters
@@ -44,20 +45,6 @@ class NonFiniteScoresError(RLPromptError, FloatingPointError):
     """The LM produced NaN or infinite log-probabilities."""
 
 
-@dataclass
-class _InputCache:
-    """Key/value cache of a batch of inputs, left-padded to a common length L."""
-
-    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per layer, each [E, heads, L, d]
-    mask: torch.Tensor  # [E, L] long
-    lengths: torch.Tensor  # [E] real tokens per input
-    last_logits: torch.Tensor  # [E, V_read] log-probs read out right after the input
-
-    @property
-    def n(self) -> int:
-        return self.mask.shape[0]
-
-
 class ScoringEngine:
     """Scores prompts on examples with a frozen LM; see the module docstring.
 
@@ -69,6 +56,11 @@ class ScoringEngine:
         engine chunks prompts and examples to stay under it.
     :param cache_examples: keep the input caches of up to this many examples (LRU over
         example sets); larger sets are scored chunk by chunk without being kept.
+    :param max_packed_prompts: at most this many prompts share one packed forward.
+    :param normalize: ``"vocab"``: exact log-probabilities under the LM (the output head
+        runs over the whole vocabulary, at the read-out positions only); ``"classes"``:
+        log-softmax over the verbalizers' first tokens only (only those rows of the head
+        run; single-token verbalizers; every built-in reward gives the same result).
     """
 
     def __init__(
@@ -79,6 +71,8 @@ class ScoringEngine:
         *,
         max_batch_tokens: int = 16384,
         cache_examples: int = 1024,
+        max_packed_prompts: int = 64,
+        normalize: Literal["vocab", "classes"] = "vocab",
     ) -> None:
         self.lm = lm
         self.model = lm.model
@@ -91,6 +85,10 @@ class ScoringEngine:
             raise ConfigError(f"max_batch_tokens must be positive, got {max_batch_tokens}")
         self.max_batch_tokens = max_batch_tokens
         self.cache_examples = cache_examples
+        self.max_packed_prompts = max_packed_prompts
+        if normalize not in ("vocab", "classes"):
+            raise ConfigError(f"normalize must be 'vocab' or 'classes', got {normalize!r}")
+        self.normalize = normalize
         self.counters = EngineCounters()
         self.device = lm.device
         self.verbalizers = list(verbalizers)
@@ -99,9 +97,10 @@ class ScoringEngine:
         self._multi = [c for c, ids in enumerate(self.verbalizer_ids) if len(ids) > 1]
         self._bos, self._eos = self._special_wrap()
         self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
-        self._keep_kw = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self._decoder, self._head = _split_head(self.model, self._cache_kw)
-        self._caches: OrderedDict[tuple[str, ...], _InputCache] = OrderedDict()
+        if normalize == "classes" and (self._multi or self._head is None):
+            raise ConfigError("normalize='classes' needs single-token verbalizers and a plain linear output head")
+        self._caches: OrderedDict[tuple[str, ...], _Packed] = OrderedDict()
         self._cached_rows = 0
         self._token_cache: dict[str, list[int]] = {}
 
@@ -217,58 +216,65 @@ class ScoringEngine:
         finally:
             self.counters.seconds += time.perf_counter() - start
 
-    def _forward(
+    def _decode_step(
         self,
         *,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
         input_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        attention_mask: torch.Tensor,
-        position_ids: torch.Tensor | None,
         cache: Any = None,
-        keep: int = 1,
         grad: bool = False,
-    ) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        """One causal LM forward.
+    ) -> tuple[torch.Tensor, Any, torch.Tensor | None]:
+        """One decoder forward.
 
-        :returns: log-probs over the vocabulary at the last ``keep`` positions [B, keep, V],
-            the grown cache, and the last hidden state at those positions [B, keep, H].
+        :returns: last hidden states [B, Q, H], the grown cache, and the full logits
+            [B, Q, V] only for models whose head cannot be applied on its own (else None).
         """
         kwargs: dict[str, Any] = {"attention_mask": attention_mask, "position_ids": position_ids,
                                   "use_cache": True, self._cache_kw: cache}
         if inputs_embeds is not None:
             kwargs["inputs_embeds"] = inputs_embeds
-            new = inputs_embeds.shape[1]
         else:
             kwargs["input_ids"] = input_ids
-            new = input_ids.shape[1]
-        if self._head is not None:
-            # Decoder, then the output head on the read-out rows only, as one 2-D matmul.
-            out = self._decoder(**kwargs)
-            hidden = out.last_hidden_state[:, -keep:]
-            logits = torch.nn.functional.linear(
-                hidden.reshape(-1, hidden.shape[-1]), self._head.weight, self._head.bias
-            ).view(hidden.shape[0], keep, -1)
-        else:
-            if self._keep_kw:
-                kwargs["logits_to_keep"] = keep
-            out = self.model(**kwargs, output_hidden_states=True)
-            hidden = out.hidden_states[-1][:, -keep:]
-            logits = out.logits[:, -keep:]
-        rows = attention_mask.shape[0]
+        batch, new = position_ids.shape
         self.counters.forward_calls += 1
-        self.counters.forward_tokens += rows * new
+        self.counters.forward_tokens += batch * new
         if grad:
-            self.counters.backward_tokens += rows * new
-        return torch.log_softmax(logits.float(), dim=-1), getattr(out, self._cache_kw, None), hidden
+            self.counters.backward_tokens += batch * new
+        if self._head is not None:
+            out = self._decoder(**kwargs)
+            return out.last_hidden_state, getattr(out, self._cache_kw, None), None
+        out = self.model(**kwargs, output_hidden_states=True)
+        return out.hidden_states[-1], getattr(out, self._cache_kw, None), out.logits
 
-    def _readout(self, logprobs_last: torch.Tensor) -> torch.Tensor:
-        """First-token class log-probs from last-position log-probs [B, V] -> [B, C]."""
-        return logprobs_last.index_select(-1, self._first_ids)
+    def _class_logprobs(self, hidden: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
+        """Class log-probs of the first verbalizer tokens from read-out rows [..., H] -> [..., C].
+
+        Only these rows go through the output head, as one 2-D matmul.
+        """
+        if logits is None:
+            flat = hidden.reshape(-1, hidden.shape[-1])
+            if self.normalize == "classes":
+                w = self._head.weight[self._first_ids]
+                b = None if self._head.bias is None else self._head.bias[self._first_ids]
+                return torch.log_softmax(F.linear(flat, w, b).float(), -1).view(*hidden.shape[:-1], -1)
+            logits = F.linear(flat, self._head.weight, self._head.bias).view(*hidden.shape[:-1], -1)
+        return torch.log_softmax(logits.float(), -1).index_select(-1, self._first_ids)
+
+    def _token_logprobs(
+        self, hidden: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """log p(target) from rows [..., H] and targets [...] (multi-token verbalizers)."""
+        if logits is None:
+            flat = hidden.reshape(-1, hidden.shape[-1])
+            logits = F.linear(flat, self._head.weight, self._head.bias).view(*hidden.shape[:-1], -1)
+        logp = torch.log_softmax(logits.float(), -1)
+        return logp.gather(-1, targets.unsqueeze(-1).expand(*logp.shape[:-1], 1)).squeeze(-1)
 
     def _pad_left(self, seqs: list[list[int]], length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         length = max(len(s) for s in seqs) if length is None else length
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(seqs), length), pad, dtype=torch.long)
+        ids = torch.full((len(seqs), length), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), length), dtype=torch.long)
         for i, s in enumerate(seqs):
             if s:
@@ -277,15 +283,12 @@ class ScoringEngine:
         return ids.to(self.device), mask.to(self.device)
 
     @staticmethod
-    def _positions(mask: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
-        pos = mask.cumsum(-1) - 1
-        if offset is not None:
-            pos = pos + offset.unsqueeze(-1)
-        return pos.clamp(min=0)
+    def _positions(mask: torch.Tensor) -> torch.Tensor:
+        return (mask.cumsum(-1) - 1).clamp(min=0)
 
     # -- input caches -------------------------------------------------------------------
 
-    def _build_input_cache(self, texts: Sequence[str]) -> _InputCache:
+    def _build_input_cache(self, texts: Sequence[str]) -> _Packed:
         seqs = [self._input_tokens(t) for t in texts]
         for t, s in zip(texts, seqs, strict=True):
             if not s:
@@ -293,28 +296,32 @@ class ScoringEngine:
             self._check_length(len(s), f"example {t[:40]!r}")
         length = max(len(s) for s in seqs)
         rows_per_chunk = max(1, self.max_batch_tokens // length)
-        kv_chunks: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
-        masks, lasts = [], []
-        with torch.inference_mode():
+        kv_chunks, masks, hiddens, logits = [], [], [], []
+        # no_grad rather than inference_mode: soft prompts backpropagate through these later.
+        with torch.no_grad():
             for start in range(0, len(seqs), rows_per_chunk):
                 ids, mask = self._pad_left(seqs[start : start + rows_per_chunk], length)
-                logp, cache, _ = self._forward(
+                hidden, cache, full = self._decode_step(
                     input_ids=ids, attention_mask=mask, position_ids=self._positions(mask)
                 )
                 kv_chunks.append(_cache_tensors(cache))
                 masks.append(mask)
-                lasts.append(logp[:, -1])
-        kv = [
-            (torch.cat([c[i][0] for c in kv_chunks]), torch.cat([c[i][1] for c in kv_chunks]))
-            for i in range(len(kv_chunks[0]))
-        ]
-        mask = torch.cat(masks)
+                hiddens.append(hidden[:, -1])
+                logits.append(None if full is None else full[:, -1])
+        kv = [(torch.cat([c[i][0] for c in kv_chunks]), torch.cat([c[i][1] for c in kv_chunks]))
+              for i in range(len(kv_chunks[0]))]
+        key_mask = torch.cat(masks).bool()
         # Zero padded positions so that no stray value can leak through a zero attention weight.
-        keep = mask.bool()[:, None, :, None]
+        keep = key_mask[:, None, :, None]
         kv = [(k.masked_fill(~keep, 0), v.masked_fill(~keep, 0)) for k, v in kv]
-        return _InputCache(kv=kv, mask=mask, lengths=mask.sum(-1), last_logits=torch.cat(lasts))
+        zeros = torch.zeros(length, dtype=torch.long, device=self.device)
+        return _Packed(
+            kv=kv, key_mask=key_mask, key_group=zeros, key_step=zeros.clone(),
+            lengths=key_mask.sum(-1), last_hidden=torch.cat(hiddens),
+            last_logits=None if logits[0] is None else torch.cat(logits),
+        )
 
-    def _input_cache(self, texts: Sequence[str]) -> _InputCache:
+    def _input_cache(self, texts: Sequence[str]) -> _Packed:
         key = tuple(texts)
         hit = self._caches.get(key)
         if hit is not None:
@@ -334,6 +341,98 @@ class ScoringEngine:
         self._caches.clear()
         self._cached_rows = 0
 
+    def _example_chunks(self, texts: Sequence[str]) -> Iterator[tuple[int, Sequence[str]]]:
+        for start in range(0, len(texts), max(1, self.cache_examples)):
+            yield start, texts[start : start + self.cache_examples]
+
+    # -- packed prompts on a shared cache -----------------------------------------------
+
+    def _packed_forward(self, base: _Packed, q: _Queries, grad: bool = False) -> tuple[torch.Tensor, Any]:
+        """Run queries of several prompts packed side by side after each example's cache.
+
+        Every example row holds its cached input followed by the tokens of ALL prompts;
+        the attention mask lets a token see the input, its own group's earlier tokens and
+        its ancestor groups (a prompt's tail sees the prompt). So the input cache is never
+        copied per prompt, and a prompt costs only its own tokens.
+
+        :returns: hidden states [E, Q, H] and the grown cache (E rows).
+        """
+        n_ex, q_len = base.n, q.group.shape[0]
+        vis = q.visible
+        old_ok = vis[q.group][:, base.key_group] & (
+            (base.key_group == 0)[None, :] | (base.key_step[None, :] <= q.step[:, None])
+        )
+        new_ok = vis[q.group][:, q.group] & (q.step[None, :] <= q.step[:, None])
+        allowed = torch.cat(
+            [old_ok.unsqueeze(0) & base.key_mask[:, None, :], new_ok.unsqueeze(0).expand(n_ex, -1, -1)], dim=-1
+        )
+        dtype = self.lm.dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=self.device)
+        mask = mask.masked_fill_(~allowed, torch.finfo(dtype).min).unsqueeze(1)  # [E, 1, Q, S+Q]
+        positions = base.lengths[:, None] + q.step[None, :]
+        if q.embeds is not None:
+            embeds = q.embeds if q.embeds.dim() == 3 else q.embeds.unsqueeze(0).expand(n_ex, -1, -1)
+            kw: dict[str, Any] = {"inputs_embeds": embeds.to(dtype)}
+        else:
+            kw = {"input_ids": q.ids.unsqueeze(0).expand(n_ex, q_len)}
+        hidden, cache, full = self._decode_step(
+            attention_mask=mask, position_ids=positions, cache=_make_cache(base.kv), grad=grad, **kw
+        )
+        if full is not None:
+            hidden = _HiddenWithLogits(hidden, full)
+        return hidden, cache
+
+    def _add_suffix(self, b: _QueryBuilder, prompt: int, group: int, tokens: list[int], first_step: int) -> int:
+        """Queue a prompt's ``tokens`` in ``group``, then its multi-token verbalizer continuations.
+
+        :returns: the query index to read the first verbalizer token at (-1: right after the input).
+        """
+        for j, t in enumerate(tokens):
+            b.add(t, group, first_step + j)
+        read = b.size - 1 if tokens else b.read_if_empty
+        for c in self._multi:
+            child = b.child(group)
+            for j, t in enumerate(self.verbalizer_ids[c][:-1]):
+                b.add(t, child, first_step + len(tokens) + j, continuation=(prompt, c, j + 1))
+        return read
+
+    def _queries_for(self, suffixes: list[list[int]]) -> tuple[_Queries, list[int]]:
+        """Queries for P prompt suffixes (prompt tokens + template tail), one group each."""
+        b = _QueryBuilder(len(suffixes))
+        read = [self._add_suffix(b, p, p + 1, s, 0) for p, s in enumerate(suffixes)]
+        return b.build(self.device), read
+
+    def _read_classes(self, base: _Packed, hidden: Any, q: _Queries, read: list[int]) -> torch.Tensor:
+        """Class log-probs [P, E, C] from a packed forward's hidden states [E, Q, H].
+
+        ``read[p]`` is the query whose next token is the first verbalizer token; -1 reads
+        right after the input (an empty prompt).
+        """
+        hid, full = (hidden.hidden, hidden.logits) if isinstance(hidden, _HiddenWithLogits) else (hidden, None)
+        n_ex = base.n
+        scores = torch.empty(n_ex, len(read), self.num_classes, device=self.device)
+        at = [p for p, r in enumerate(read) if r >= 0]
+        if at:
+            idx = torch.tensor([read[p] for p in at], device=self.device)
+            scores[:, at] = self._class_logprobs(
+                hid.index_select(1, idx), None if full is None else full.index_select(1, idx)
+            )
+        empty = [p for p, r in enumerate(read) if r < 0]
+        if empty:
+            scores[:, empty] = self._class_logprobs(base.last_hidden, base.last_logits).unsqueeze(1)
+        if q.continuations:
+            qi = torch.tensor([c[0] for c in q.continuations], device=self.device)
+            tgt = torch.tensor([self.verbalizer_ids[c][j] for _, _, c, j in q.continuations], device=self.device)
+            extra = self._token_logprobs(
+                hid.index_select(1, qi), tgt.unsqueeze(0).expand(n_ex, -1),
+                None if full is None else full.index_select(1, qi),
+            )  # [E, n_continuations]
+            add = torch.zeros_like(scores)
+            for k, (_, p, c, _) in enumerate(q.continuations):
+                add[:, p, c] += extra[:, k]
+            scores = scores + add
+        return scores.transpose(0, 1)  # [P, E, C]
+
     # -- public scoring -----------------------------------------------------------------
 
     def score(
@@ -352,121 +451,61 @@ class ScoringEngine:
         :returns: float32 tensor [P, E, C] on the LM's device.
         """
         self._check_inputs(prompts, texts)
-        with self._timed():
-            if use_cache is None:
-                use_cache = self.cacheable
-            if use_cache and not self.cacheable:
-                raise ConfigError(
-                    f"template {self.template.text!r} puts the prompt before the input (or the LM is "
-                    "masked): its input cannot be cached; use use_cache=False"
-                )
-            tokens = [self.prompt_tokens(p) for p in prompts]
-            if use_cache:
-                out = self._score_cached(tokens, texts)
-            else:
-                out = self._score_full(tokens, texts)
+        if use_cache is None:
+            use_cache = self.cacheable
+        if use_cache and not self.cacheable:
+            raise ConfigError(
+                f"template {self.template.text!r} puts the prompt before the input (or the LM is "
+                "masked): its input cannot be cached; use use_cache=False"
+            )
+        tokens = [self.prompt_tokens(p) for p in prompts]
+        with self._timed(), torch.inference_mode():
+            out = self._score_cached(tokens, texts) if use_cache else self._score_full(tokens, texts)
             self.counters.prompt_evals += len(prompts)
             self.counters.example_evals += len(prompts) * len(texts)
-            return _check_finite(out, self.lm.name)
+        return _check_finite(out, self.lm.name)
 
-    def _example_chunks(self, texts: Sequence[str]) -> Iterator[tuple[int, Sequence[str]]]:
-        if len(texts) <= self.cache_examples:
-            yield 0, texts
-            return
-        for start in range(0, len(texts), self.cache_examples):
-            yield start, texts[start : start + self.cache_examples]
+    def _prompt_chunks(self, n_prompts: int, per_prompt: int, n_ex: int, length: int) -> Iterator[slice]:
+        """Prompt slices whose packed batch stays under ``max_batch_tokens``."""
+        room = max(1, self.max_batch_tokens // max(1, n_ex) - length)
+        per = max(1, min(n_prompts, room // max(1, per_prompt), self.max_packed_prompts))
+        for start in range(0, n_prompts, per):
+            yield slice(start, start + per)
 
     def _score_cached(self, tokens: list[list[int]], texts: Sequence[str]) -> torch.Tensor:
         out = torch.empty(len(tokens), len(texts), self.num_classes, device=self.device)
         suffixes = [t + self._tail_tokens(not t) for t in tokens]
+        longest = max(len(s) for s in suffixes) + sum(len(self.verbalizer_ids[c]) for c in self._multi)
         for start, chunk in self._example_chunks(texts):
-            cache = self._input_cache(chunk)
-            out[:, start : start + len(chunk)] = self._score_on_cache(suffixes, cache)
+            base = self._input_cache(chunk)
+            length = base.key_mask.shape[1]
+            self._check_length(length + longest, "input plus prompt")
+            for sl in self._prompt_chunks(len(suffixes), longest, base.n, length):
+                q, read = self._queries_for(suffixes[sl])
+                if q.group.numel() == 0:
+                    hidden = base.last_hidden.new_zeros(base.n, 0, base.last_hidden.shape[-1])
+                else:
+                    hidden, _ = self._packed_forward(base, q)
+                out[sl, start : start + len(chunk)] = self._read_classes(base, hidden, q, read)
         return out
-
-    def _score_on_cache(self, suffixes: list[list[int]], cache: _InputCache) -> torch.Tensor:
-        """Run each prompt's tokens on top of the cached inputs; returns [P, E, C]."""
-        n_ex, length = cache.n, cache.mask.shape[1]
-        result = torch.empty(len(suffixes), n_ex, self.num_classes, device=self.device)
-        # Prompts of equal length share a batch with no padding inside the prompt segment.
-        by_len: dict[int, list[int]] = {}
-        for i, s in enumerate(suffixes):
-            self._check_length(length + len(s), "input plus prompt")
-            by_len.setdefault(len(s), []).append(i)
-        with torch.inference_mode():
-            for t_len, idx in by_len.items():
-                if t_len == 0:
-                    base = self._readout(cache.last_logits)
-                    if self._multi:
-                        base = self._multi_token(base, cache.kv, cache.mask, cache.lengths, 1)
-                    result[idx] = base.view(1, n_ex, -1).expand(len(idx), -1, -1)
-                    continue
-                per_chunk = max(1, self.max_batch_tokens // (n_ex * (length + t_len)))
-                for c0 in range(0, len(idx), per_chunk):
-                    sel = idx[c0 : c0 + per_chunk]
-                    ids = torch.tensor([suffixes[i] for i in sel], device=self.device)
-                    ids = ids.repeat_interleave(n_ex, dim=0)  # [p*E, T] prompt-major
-                    result[sel] = self._extend_rows(cache, ids, len(sel)).view(len(sel), n_ex, -1)
-        return result
-
-    def _extend_rows(self, cache: _InputCache, ids: torch.Tensor, n_prompts: int) -> torch.Tensor:
-        """Forward ``ids`` [n_prompts*E, T] after the inputs' cache; class log-probs [rows, C]."""
-        kv = [(_tile(k, n_prompts), _tile(v, n_prompts)) for k, v in cache.kv]
-        in_mask = cache.mask.repeat(n_prompts, 1)
-        new_mask = torch.ones_like(ids)
-        mask = torch.cat([in_mask, new_mask], dim=1)
-        lengths = cache.lengths.repeat(n_prompts)
-        pos = self._positions(new_mask, lengths)
-        logp, new_cache, _ = self._forward(
-            input_ids=ids, attention_mask=mask, position_ids=pos, cache=_make_cache(kv)
-        )
-        scores = self._readout(logp[:, -1])
-        if self._multi:
-            scores = self._multi_token(scores, _cache_tensors(new_cache), mask, lengths + ids.shape[1], 1)
-        return scores
-
-    def _multi_token(
-        self,
-        scores: torch.Tensor,
-        kv: list[tuple[torch.Tensor, torch.Tensor]],
-        mask: torch.Tensor,
-        lengths: torch.Tensor,
-        _unused: int,
-    ) -> torch.Tensor:
-        """Add the log-probs of the 2nd..kth tokens of multi-token verbalizers [B, C]."""
-        rows = mask.shape[0]
-        for c in self._multi:
-            ids = self.verbalizer_ids[c]
-            cont = torch.tensor(ids[:-1], device=self.device).expand(rows, -1)
-            tgt = torch.tensor(ids[1:], device=self.device)
-            cont_mask = torch.ones_like(cont)
-            full_mask = torch.cat([mask, cont_mask], dim=1)
-            pos = self._positions(cont_mask, lengths)
-            logp, _, _ = self._forward(
-                input_ids=cont, attention_mask=full_mask, position_ids=pos,
-                cache=_make_cache(kv), keep=cont.shape[1],
-            )
-            extra = logp.gather(-1, tgt.view(1, -1, 1).expand(rows, -1, 1)).squeeze(-1).sum(-1)
-            scores = scores.clone()
-            scores[:, c] = scores[:, c] + extra
-        return scores
 
     def _score_full(self, tokens: list[list[int]], texts: Sequence[str]) -> torch.Tensor:
         """The plain path: every (prompt, example) sequence run in full; [P, E, C]."""
-        seqs = [self._full_sequence(t, text) for t in tokens for text in texts]
+        pairs = [(p, e) for p in range(len(tokens)) for e in range(len(texts))]
+        seqs = [self._full_sequence(tokens[p], texts[e]) for p, e in pairs]
         for s in seqs:
             self._check_length(len(s), "input plus prompt")
         flat = torch.empty(len(seqs), self.num_classes, device=self.device)
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths pad less
-        with torch.inference_mode():
-            start = 0
-            while start < len(order):
-                length = len(seqs[order[min(len(order) - 1, start)]])
-                per = max(1, self.max_batch_tokens // max(1, length))
-                sel = order[start : start + per]
-                ids, mask = self._pad_left([seqs[i] for i in sel])
-                flat[sel] = self._full_readout(ids, mask)
-                start += len(sel)
+        start = 0
+        while start < len(order):
+            per = max(1, self.max_batch_tokens // max(1, len(seqs[order[start]])))
+            sel = order[start : start + per]
+            longest = max(len(seqs[i]) for i in sel)
+            sel = sel[: max(1, self.max_batch_tokens // longest)]
+            ids, mask = self._pad_left([seqs[i] for i in sel])
+            flat[sel] = self._full_readout(ids, mask)
+            start += len(sel)
         return flat.view(len(tokens), len(texts), -1)
 
     def _full_sequence(self, prompt_tokens: list[int], text: str) -> list[int]:
@@ -476,10 +515,17 @@ class ScoringEngine:
     def _full_readout(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.masked:
             return self._masked_readout(ids, mask)
-        logp, cache, _ = self._forward(input_ids=ids, attention_mask=mask, position_ids=self._positions(mask))
-        scores = self._readout(logp[:, -1])
+        hidden, cache, full = self._decode_step(input_ids=ids, attention_mask=mask, position_ids=self._positions(mask))
+        scores = self._class_logprobs(hidden[:, -1], None if full is None else full[:, -1])
         if self._multi:
-            scores = self._multi_token(scores, _cache_tensors(cache), mask, mask.sum(-1), 1)
+            # Continue each row's cache with the verbalizers' later tokens.
+            zeros = torch.zeros(ids.shape[1], dtype=torch.long, device=self.device)
+            base = _Packed(kv=_cache_tensors(cache), key_mask=mask.bool(), key_group=zeros, key_step=zeros,
+                           lengths=mask.sum(-1), last_hidden=hidden[:, -1],
+                           last_logits=None if full is None else full[:, -1])
+            q, read = self._queries_for([[]])
+            hidden2, _ = self._packed_forward(base, q)
+            scores = self._read_classes(base, hidden2, q, read)[0]
         return scores
 
     def _masked_readout(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -490,7 +536,100 @@ class ScoringEngine:
         self.counters.forward_calls += 1
         self.counters.forward_tokens += ids.numel()
         logits = _masked_head(self.model, hidden[at]).float()  # [B, V]: the mask rows only
-        return self._readout(torch.log_softmax(logits, dim=-1))
+        return torch.log_softmax(logits, dim=-1).index_select(-1, self._first_ids)
+
+    # -- soft prompts -------------------------------------------------------------------
+
+    def score_soft(
+        self,
+        embeds: torch.Tensor,
+        texts: Sequence[str],
+        *,
+        placement: Placement = "suffix",
+        grad: bool = False,
+    ) -> torch.Tensor:
+        """Class log-probs of soft prompts (embedding vectors) on every example.
+
+        :param embeds: soft prompts [P, T, H] (or one prompt [T, H]) in the LM's
+            input-embedding space.
+        :param texts: E input texts.
+        :param placement: ``"suffix"``: at the template's ``{prompt}`` after the cached
+            input (only the soft tokens and the tail run); ``"prefix"``: before everything
+            (Lester et al. 2021; a full forward per example).
+        :param grad: keep the graph so gradients flow into ``embeds`` (the LM stays
+            frozen); counts each position as a forward and a backward token.
+        :returns: float32 tensor [P, E, C].
+        """
+        if embeds.dim() == 2:
+            embeds = embeds.unsqueeze(0)
+        hidden_size = self.lm.input_embeddings().embedding_dim
+        if embeds.dim() != 3 or embeds.shape[-1] != hidden_size or embeds.shape[1] == 0:
+            raise ConfigError(
+                f"soft prompts must be [P, T, {hidden_size}] with T >= 1, got {list(embeds.shape)}"
+            )
+        if placement not in ("suffix", "prefix"):
+            raise ConfigError(f"placement must be 'suffix' or 'prefix', got {placement!r}")
+        if self.masked:
+            raise ConfigError("soft prompts are supported on causal LMs only")
+        self._check_inputs(list(range(embeds.shape[0])), texts)
+        embeds = embeds.to(self.device)
+        context = torch.enable_grad() if grad else torch.inference_mode()
+        with self._timed(), context:
+            if placement == "suffix":
+                if not self.template.prompt_after_input:
+                    raise ConfigError(f"suffix placement needs the prompt after the input; {self.template.text!r}")
+                parts = [self._soft_suffix(embeds, chunk, grad) for _, chunk in self._example_chunks(texts)]
+            else:
+                parts = [self._soft_prefix(embeds, chunk, grad) for _, chunk in self._example_chunks(texts)]
+            out = torch.cat(parts, dim=1)
+            self.counters.prompt_evals += embeds.shape[0]
+            self.counters.example_evals += embeds.shape[0] * len(texts)
+        return _check_finite(out, self.lm.name)
+
+    def _soft_suffix(self, embeds: torch.Tensor, texts: Sequence[str], grad: bool) -> torch.Tensor:
+        base = self._input_cache(texts)
+        n_prompts, n_soft, _ = embeds.shape
+        tail = self._tail_tokens(prompt_empty=False)
+        table = self.lm.input_embeddings()
+        # Placeholder ids for the soft positions; their embeddings are swapped in below.
+        q, read = self._queries_for([[0] * n_soft + tail for _ in range(n_prompts)])
+        q_embeds = table(q.ids).detach()
+        per = n_soft + len(tail)
+        soft_at = torch.tensor(
+            [p * per + t for p in range(n_prompts) for t in range(n_soft)], device=self.device
+        )
+        q_embeds = q_embeds.index_put((soft_at,), embeds.reshape(-1, embeds.shape[-1]).to(q_embeds.dtype))
+        q.embeds = q_embeds
+        self._check_length(base.key_mask.shape[1] + q.group.numel(), "input plus soft prompt")
+        hidden, _ = self._packed_forward(base, q, grad=grad)
+        return self._read_classes(base, hidden, q, read)
+
+    def _soft_prefix(self, embeds: torch.Tensor, texts: Sequence[str], grad: bool) -> torch.Tensor:
+        """[soft][input with the template's empty prompt]: one full forward per (prompt, example)."""
+        table = self.lm.input_embeddings()
+        n_prompts, n_soft, _ = embeds.shape
+        seqs = [self._full_sequence([], t) for t in texts]
+        ids, mask = self._pad_left(seqs)
+        self._check_length(ids.shape[1] + n_soft, "soft prompt plus input")
+        tok_embeds = table(ids).detach()  # [E, L, H]
+        out = []
+        rows_per = max(1, self.max_batch_tokens // (ids.shape[1] + n_soft) // len(texts))
+        for p0 in range(0, n_prompts, rows_per):
+            soft = embeds[p0 : p0 + rows_per].to(tok_embeds.dtype)  # [p, T, H]
+            n = soft.shape[0]
+            pad_mask = mask.repeat(n, 1)
+            # Left padding goes before the soft tokens, so every row ends with its last input token.
+            lead = (pad_mask == 0).sum(-1)
+            seq = torch.cat([soft.repeat_interleave(len(texts), 0), tok_embeds.repeat(n, 1, 1)], dim=1)
+            att = torch.cat([torch.ones(seq.shape[0], n_soft, dtype=mask.dtype, device=self.device), pad_mask], 1)
+            # Move each row's padding to the front: roll the soft part right by the pad count.
+            seq, att = _roll_left_padding(seq, att, lead, n_soft)
+            hidden, _, full = self._decode_step(
+                inputs_embeds=seq, attention_mask=att, position_ids=self._positions(att), grad=grad
+            )
+            scores = self._class_logprobs(hidden[:, -1], None if full is None else full[:, -1])
+            out.append(scores.view(n, len(texts), -1))
+        return torch.cat(out)
 
     # -- incremental prompts (environments) ---------------------------------------------
 
@@ -510,14 +649,114 @@ class ScoringEngine:
         if n_prompts < 1:
             raise ConfigError(f"n_prompts must be at least 1, got {n_prompts}")
         self._check_inputs([None] * n_prompts, texts)
-        with self._timed():
-            cache = self._input_cache(texts)
-        return PromptState(self, cache, n_prompts)
+        with self._timed(), torch.inference_mode():
+            base = self._input_cache(texts)
+        return PromptState(self, base, n_prompts)
 
 
-def _tile(t: torch.Tensor, n: int) -> torch.Tensor:
-    """[E, ...] -> [n*E, ...], prompt-major."""
-    return t if n == 1 else t.repeat(n, *([1] * (t.dim() - 1)))
+@dataclass
+class _Packed:
+    """Keys/values of E example rows: each cached input, then (packed) prompt tokens.
+
+    ``key_group`` says which prompt each position belongs to (0: the input) and
+    ``key_step`` its position within the prompt; see ``_packed_forward``.
+    """
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per layer, each [E, heads, S, d]
+    key_mask: torch.Tensor  # [E, S] bool: input padding is False
+    key_group: torch.Tensor  # [S] long
+    key_step: torch.Tensor  # [S] long
+    lengths: torch.Tensor  # [E] real input tokens (the position of prompt step 0)
+    last_hidden: torch.Tensor  # [E, H] hidden state right after the input
+    last_logits: torch.Tensor | None  # [E, V] only for models without a separable head
+
+    @property
+    def n(self) -> int:
+        return self.key_mask.shape[0]
+
+
+@dataclass
+class _Queries:
+    """New positions for a packed forward: token ids (or embeddings), group and step."""
+
+    ids: torch.Tensor  # [Q]
+    group: torch.Tensor  # [Q]
+    step: torch.Tensor  # [Q]
+    visible: torch.Tensor  # [G, G] bool: visible[g, h] = h is g or an ancestor of g
+    embeds: torch.Tensor | None = None  # [Q, H] or [E, Q, H]
+    continuations: list[tuple[int, int, int, int]] | None = None
+
+    @classmethod
+    def build(cls, ids: list[int], group: list[int], step: list[int], parent: list[int],
+              device: torch.device) -> _Queries:
+        n = len(parent)
+        visible = torch.zeros(n, n, dtype=torch.bool)
+        for g in range(n):
+            h = g
+            while True:
+                visible[g, h] = True
+                if h == 0:
+                    break
+                h = parent[h]
+        as_t = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
+        return cls(ids=as_t(ids), group=as_t(group), step=as_t(step), visible=visible.to(device))
+
+
+class _QueryBuilder:
+    """Collects packed query positions; groups 1..P are the prompts, 0 the input."""
+
+    def __init__(self, n_prompts: int, read_if_empty: int = -1) -> None:
+        self.ids: list[int] = []
+        self.group: list[int] = []
+        self.step: list[int] = []
+        self.parent = [0] * (n_prompts + 1)
+        self.continuations: list[tuple[int, int, int, int]] = []
+        self.read_if_empty = read_if_empty
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    def child(self, of: int) -> int:
+        self.parent.append(of)
+        return len(self.parent) - 1
+
+    def add(self, token: int, group: int, step: int, continuation: tuple[int, int, int] | None = None) -> None:
+        if continuation is not None:
+            self.continuations.append((self.size, *continuation))
+        self.ids.append(token)
+        self.group.append(group)
+        self.step.append(step)
+
+    def build(self, device: torch.device) -> _Queries:
+        q = _Queries.build(self.ids, self.group, self.step, self.parent, device)
+        q.continuations = self.continuations
+        return q
+
+
+@dataclass
+class _HiddenWithLogits:
+    """Hidden states plus full logits, for models whose head must run inside forward."""
+
+    hidden: torch.Tensor
+    logits: torch.Tensor
+
+
+def _roll_left_padding(
+    seq: torch.Tensor, att: torch.Tensor, lead: torch.Tensor, n_soft: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows laid out [soft][pad][input] become [pad][soft][input]."""
+    if int(lead.max()) == 0:
+        return seq, att
+    idx = torch.arange(seq.shape[1], device=seq.device).unsqueeze(0).expand(seq.shape[0], -1)
+    # Output position i takes: pads first (from the pad block), then soft, then the input.
+    src = torch.where(
+        idx < lead[:, None], idx + n_soft,
+        torch.where(idx < lead[:, None] + n_soft, idx - lead[:, None], idx),
+    )
+    seq = seq.gather(1, src.unsqueeze(-1).expand(-1, -1, seq.shape[-1]))
+    att = att.gather(1, src)
+    return seq, att
 
 
 def _cache_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -557,11 +796,9 @@ def _split_head(model: Any, cache_kw: str) -> tuple[Any, torch.nn.Linear | None]
 
 def _masked_head(model: Any, hidden: torch.Tensor) -> torch.Tensor:
     """Apply a masked LM's prediction head to selected hidden rows only."""
-    for name in ("lm_head", "cls", "generator_lm_head", "predictions"):
+    for name in ("lm_head", "cls", "predictions"):
         head = getattr(model, name, None)
         if head is not None:
-            if name == "generator_lm_head":
-                hidden = model.generator_predictions(hidden)
             return head(hidden)
     raise ConfigError(f"do not know the prediction head of {type(model).__name__}; use a causal LM")
 
@@ -577,99 +814,113 @@ def _check_finite(scores: torch.Tensor, name: str) -> torch.Tensor:
 
 
 class PromptState:
-    """Prompts being grown one token at a time on a fixed set of examples.
+    """Prompts being grown one token (or soft vector) at a time on fixed examples.
 
-    Made by :meth:`ScoringEngine.start`. Holds the key/value cache of every
-    (prompt, example) row, so each :meth:`extend` costs one token per row.
+    Made by :meth:`ScoringEngine.start`. Each example row keeps its cached input and
+    the packed tokens of all P prompts, so :meth:`extend` costs one position per
+    prompt per example (plus the template's tail, which is read but not kept) and
+    never copies the input cache per prompt.
     """
 
-    def __init__(self, engine: ScoringEngine, inputs: _InputCache, n_prompts: int) -> None:
+    def __init__(self, engine: ScoringEngine, base: _Packed, n_prompts: int) -> None:
         self.engine = engine
         self.n_prompts = n_prompts
-        self.n_examples = inputs.n
+        self.n_examples = base.n
         self.tokens: list[list[int]] = [[] for _ in range(n_prompts)]
-        self._kv = [(_tile(k, n_prompts), _tile(v, n_prompts)) for k, v in inputs.kv]
-        self._mask = inputs.mask.repeat(n_prompts, 1)
-        self._lengths = inputs.lengths.repeat(n_prompts)
-        self._tail = engine._tail_tokens(prompt_empty=False)
-        empty_tail = engine._tail_tokens(prompt_empty=True)
         self.hidden: torch.Tensor | None = None
+        self._state = base
+        self._tail = engine._tail_tokens(prompt_empty=False)
         with torch.inference_mode(), engine._timed():
-            if empty_tail:
-                self.logprobs = self._read_with_tail(empty_tail)
-            else:
-                base = engine._readout(inputs.last_logits)
-                if engine._multi:
-                    base = engine._multi_token(base, inputs.kv, inputs.mask, inputs.lengths, 1)
-                self.logprobs = base.repeat(n_prompts, 1).view(n_prompts, self.n_examples, -1)
+            b = _QueryBuilder(n_prompts)
+            empty_tail = engine._tail_tokens(prompt_empty=True)
+            read = [engine._add_suffix(b, p, b.child(p + 1), empty_tail, 0) for p in range(n_prompts)]
+            self.logprobs = self._run(b, read, n_keep=0)
             engine.counters.prompt_evals += n_prompts
             engine.counters.example_evals += n_prompts * self.n_examples
 
     @property
     def length(self) -> int:
-        """Tokens appended so far (the same for every prompt)."""
+        """Positions appended so far (the same for every prompt)."""
         return len(self.tokens[0])
 
-    def extend(self, tokens: Sequence[int] | torch.Tensor, *, want_hidden: bool = False) -> torch.Tensor:
-        """Append one token to every prompt and read the classes out.
+    def _run(self, b: _QueryBuilder, read: list[int], n_keep: int, embeds: torch.Tensor | None = None,
+             want_hidden: bool = False) -> torch.Tensor:
+        """Forward the queued positions; keep the first ``n_keep`` in the state; [P, E, C]."""
+        eng = self.engine
+        q = b.build(eng.device)
+        if q.group.numel() == 0:
+            hidden = self._state.last_hidden.new_zeros(self.n_examples, 0, self._state.last_hidden.shape[-1])
+            return eng._read_classes(self._state, hidden, q, read)
+        if embeds is not None:
+            table = eng.lm.input_embeddings()
+            q.embeds = torch.cat([embeds.to(table.weight.dtype), table(q.ids[n_keep:])])
+        hidden, cache = eng._packed_forward(self._state, q)
+        scores = eng._read_classes(self._state, hidden, q, read)
+        if n_keep:
+            st = self._state
+            # Keep the new prompt positions; tails and continuations were read, not kept.
+            end = st.key_mask.shape[1] + n_keep
+            self._state = _Packed(
+                kv=[(k[:, :, :end], v[:, :, :end]) for k, v in _cache_tensors(cache)],
+                key_mask=torch.cat([st.key_mask, st.key_mask.new_ones(st.n, n_keep)], 1),
+                key_group=torch.cat([st.key_group, q.group[:n_keep]]),
+                key_step=torch.cat([st.key_step, q.step[:n_keep]]),
+                lengths=st.lengths, last_hidden=st.last_hidden, last_logits=st.last_logits,
+            )
+            if want_hidden:
+                hid = hidden.hidden if isinstance(hidden, _HiddenWithLogits) else hidden
+                self.hidden = hid[:, :n_keep].transpose(0, 1).float()  # [P, E, H]
+        return scores
 
-        :param tokens: P token ids, one per prompt.
-        :param want_hidden: also keep the LM's last hidden state of each row in
+    def extend(
+        self,
+        tokens: Sequence[int] | torch.Tensor | None = None,
+        *,
+        embeds: torch.Tensor | None = None,
+        want_hidden: bool = False,
+    ) -> torch.Tensor:
+        """Append one position to every prompt and read the classes out.
+
+        :param tokens: P token ids, one per prompt; or None with ``embeds``.
+        :param embeds: P soft token embeddings [P, H] (a soft prompt grown per step).
+        :param want_hidden: keep the LM's last hidden state of each new position in
             :attr:`hidden` ([P, E, H]), for policies that observe what the LM sees.
         :returns: class log-probs [P, E, C] of the grown prompts.
         """
         eng = self.engine
-        ids = [int(t) for t in (tokens.tolist() if isinstance(tokens, torch.Tensor) else tokens)]
-        if len(ids) != self.n_prompts:
-            raise ConfigError(f"extend needs {self.n_prompts} tokens (one per prompt), got {len(ids)}")
-        eng.prompt_tokens(ids)  # range check
-        eng._check_length(self._mask.shape[1] + 1 + len(self._tail), "input plus prompt")
+        if (tokens is None) == (embeds is None):
+            raise ConfigError("extend takes either tokens or embeds (one per prompt)")
+        if tokens is not None:
+            ids = [int(t) for t in (tokens.tolist() if isinstance(tokens, torch.Tensor) else tokens)]
+            if len(ids) != self.n_prompts:
+                raise ConfigError(f"extend needs {self.n_prompts} tokens (one per prompt), got {len(ids)}")
+            eng.prompt_tokens(ids)  # vocabulary range check
+        else:
+            hidden_size = eng.lm.input_embeddings().embedding_dim
+            if embeds.dim() != 2 or tuple(embeds.shape) != (self.n_prompts, hidden_size):
+                raise ConfigError(
+                    f"extend needs embeds of shape [{self.n_prompts}, {hidden_size}], got {list(embeds.shape)}"
+                )
+            ids = [0] * self.n_prompts  # placeholders; the embeddings are used
+        input_len = int(self._state.lengths.max())
+        eng._check_length(input_len + self.length + 1 + len(self._tail), "input plus prompt")
         with torch.inference_mode(), eng._timed():
-            step = torch.tensor(ids, device=eng.device).repeat_interleave(self.n_examples).unsqueeze(1)
-            new_mask = torch.ones_like(step)
-            mask = torch.cat([self._mask, new_mask], dim=1)
-            pos = eng._positions(new_mask, self._lengths)
-            logp, cache = self._run(step, mask, pos, self._kv, want_hidden and not self._tail)
-            self._kv, self._mask, self._lengths = _cache_tensors(cache), mask, self._lengths + 1
+            b = _QueryBuilder(self.n_prompts)
+            step = self.length
+            for p, t in enumerate(ids):
+                b.add(t, p + 1, step)
+            read = []
+            for p in range(self.n_prompts):
+                b.read_if_empty = p  # no tail: read at the prompt's new position
+                tail_group = b.child(p + 1) if self._tail else p + 1
+                read.append(eng._add_suffix(b, p, tail_group, list(self._tail), step + 1))
+            self.logprobs = self._run(b, read, self.n_prompts, embeds, want_hidden)
             for p, t in enumerate(ids):
                 self.tokens[p].append(t)
-            if self._tail:
-                self.logprobs = self._read_with_tail(self._tail, want_hidden)
-            else:
-                scores = eng._readout(logp[:, -1])
-                if eng._multi:
-                    scores = eng._multi_token(scores, self._kv, self._mask, self._lengths, 1)
-                self.logprobs = scores.view(self.n_prompts, self.n_examples, -1)
             eng.counters.prompt_evals += self.n_prompts
             eng.counters.example_evals += self.n_prompts * self.n_examples
-            return _check_finite(self.logprobs, eng.lm.name)
-
-    def _run(
-        self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor,
-        kv: list[tuple[torch.Tensor, torch.Tensor]], want_hidden: bool,
-    ) -> tuple[torch.Tensor, Any]:
-        logp, cache, hidden = self.engine._forward(
-            input_ids=ids, attention_mask=mask, position_ids=pos, cache=_make_cache(kv)
-        )
-        if want_hidden:
-            self.hidden = hidden[:, -1].reshape(self.n_prompts, self.n_examples, -1).float()
-        return logp, cache
-
-    def _read_with_tail(self, tail: list[int], want_hidden: bool = False) -> torch.Tensor:
-        """Read out after the template's tail without keeping the tail in the cache."""
-        eng = self.engine
-        ids = torch.tensor(tail, device=eng.device).expand(self._mask.shape[0], -1)
-        new_mask = torch.ones_like(ids)
-        mask = torch.cat([self._mask, new_mask], dim=1)
-        pos = eng._positions(new_mask, self._lengths)
-        # A transformers cache grows by concatenation into new tensors, so self._kv
-        # keeps its length: the tail is not kept.
-        logp, cache = self._run(ids, mask, pos, self._kv, want_hidden)
-        scores = eng._readout(logp[:, -1])
-        if eng._multi:
-            scores = eng._multi_token(scores, _cache_tensors(cache), mask, self._lengths + len(tail), 1)
-        return scores.view(self.n_prompts, self.n_examples, -1)
+        return _check_finite(self.logprobs, eng.lm.name)
 
     def text(self, p: int = 0) -> str:
-        """The text of prompt ``p`` so far."""
+        """The text of prompt ``p`` so far (soft positions read as token 0)."""
         return self.engine.decode(self.tokens[p])
