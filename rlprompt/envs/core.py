@@ -117,6 +117,10 @@ class PromptEpisodes(ABC):
     :param want_hidden: keep the LM's last hidden state after each step (observation).
     :param num_prompts: N, prompts written side by side.
     :param steps: steps per episode (default ``prompt_length``).
+
+    :attr incremental: whether prompts grow on the engine's per-row caches
+        (``engine.start`` / ``extend``) or are scored from scratch when a score is needed;
+        chosen in the constructor (see the module docstring); set before :meth:`begin`.
     """
 
     def __init__(
@@ -160,14 +164,12 @@ class PromptEpisodes(ABC):
         )
         if want_hidden and not self.incremental:
             raise ConfigError(
-                "obs='hidden' needs prompts grown token by token: a causal LM, a template with "
-                f"{{prompt}} after {{sentence}} (got {engine.template.text!r} on a {engine.lm.kind} LM)"
-                + (" and soft prompts placed as a suffix, several steps per episode" if self._soft else "")
+                "obs='hidden' needs prompts grown one position per step: a causal LM, a template with "
+                f"{{prompt}} after {{sentence}} (got {engine.template.text!r} on a {engine.lm.kind} LM), "
+                "and for soft prompts placement='suffix' without one_step"
             )
         self.hidden_size = int(engine.lm.input_embeddings().embedding_dim)
         self._clear_episode()
-
-    _soft = False
 
     # -- hooks --------------------------------------------------------------------------
 
@@ -220,6 +222,11 @@ class PromptEpisodes(ABC):
     @property
     def started(self) -> bool:
         return self._texts is not None
+
+    @property
+    def texts(self) -> list[str]:
+        """The current episode's examples (empty before the first reset)."""
+        return list(self._texts or [])
 
     def check_running(self) -> None:
         """Refuse a step when no episode is running.

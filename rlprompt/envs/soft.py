@@ -96,7 +96,7 @@ class SoftPromptEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     | Key      | Space                                   | Meaning                                    |
     |----------|-----------------------------------------|--------------------------------------------|
-    | prompt   | ``Box(-1, 1, (prompt_length, d), float32)`` | actions so far, zeros where none yet   |
+    | prompt   | ``Box(-1, 1, (prompt_length * d,), float32)`` | actions so far (position-major), zeros where none yet |
     | step     | ``Box(0, steps, (1,), int64)``          | steps taken                                |
     | hidden   | ``Box(-inf, inf, (H,), float32)``       | only with ``obs="hidden"``                 |
 
@@ -202,7 +202,7 @@ class SoftPromptEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.action_space = spaces.Box(-1.0, 1.0, shape=(t * d if one_step else d,), dtype=np.float32)
         obs_spaces: dict[str, spaces.Space] = {}
         if not one_step:
-            obs_spaces["prompt"] = spaces.Box(-1.0, 1.0, shape=(t, d), dtype=np.float32)
+            obs_spaces["prompt"] = spaces.Box(-1.0, 1.0, shape=(t * d,), dtype=np.float32)
         obs_spaces["step"] = spaces.Box(0, self.episodes.steps, shape=(1,), dtype=np.int64)
         if obs == "hidden":
             obs_spaces["hidden"] = spaces.Box(-np.inf, np.inf, shape=(self.episodes.hidden_size,), dtype=np.float32)
@@ -273,8 +273,6 @@ class SoftEpisodes(PromptEpisodes):
     :param placement: ``"suffix"`` or ``"prefix"``.
     """
 
-    _soft = True
-
     def __init__(self, engine: ScoringEngine, task: Task, reward: str | RewardFn | Reward, *,
                  action_map: SoftActionMap, one_step: bool, placement: Placement, **kwargs: Any) -> None:
         self.action_map = action_map
@@ -342,7 +340,7 @@ class SoftEpisodes(PromptEpisodes):
     def observation(self) -> dict[str, np.ndarray]:
         obs: dict[str, np.ndarray] = {}
         if not self.one_step:
-            obs["prompt"] = self.actions.copy()
+            obs["prompt"] = self.actions.reshape(self.n, -1).copy()
         obs["step"] = self.step_obs()
         if self.want_hidden:
             obs["hidden"] = self.hidden_mean()

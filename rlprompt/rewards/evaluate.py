@@ -1,0 +1,141 @@
+"""Evaluate prompts on a task split: accuracy, per-class accuracy and a reward.
+
+Used by ``rlprompt eval``, by best-on-dev selection in the agents and by the
+comparison harness, so every method is scored the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from rlprompt.errors import ConfigError
+from rlprompt.rewards.base import Reward, RewardFn
+from rlprompt.rewards.metrics import class_accuracy
+from rlprompt.rewards.registry import get_reward
+
+if TYPE_CHECKING:
+    from rlprompt.lm import Prompt, ScoringEngine
+    from rlprompt.tasks import Task
+
+
+@dataclass
+class PromptEvaluation:
+    """How one prompt does on one split.
+
+    :param prompt: the prompt text (for token prompts, their decoded text).
+    :param split: ``"train"``, ``"dev"`` or ``"test"``.
+    :param n_examples: examples scored.
+    :param accuracy: fraction of examples whose most likely verbalizer is the label.
+    :param per_class_accuracy: accuracy within each class (label order; NaN for an absent class).
+    :param balanced_accuracy: mean of the per-class accuracies.
+    :param reward: the reward function's value on the whole split.
+    :param reward_name: which reward.
+    :param diagnostics: the reward's extra numbers.
+    :param seconds: wall time of the evaluation (shared by all prompts scored together).
+    :param examples_per_s: (prompt, example) pairs scored per second.
+    """
+
+    prompt: str
+    split: str
+    n_examples: int
+    accuracy: float
+    per_class_accuracy: list[float]
+    balanced_accuracy: float
+    reward: float
+    reward_name: str
+    diagnostics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    examples_per_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (NaN becomes None)."""
+        out = asdict(self)
+        out["per_class_accuracy"] = [None if math.isnan(a) else a for a in self.per_class_accuracy]
+        return out
+
+
+def evaluate_prompts(
+    engine: ScoringEngine,
+    task: Task,
+    prompts: Sequence[Prompt],
+    *,
+    split: str = "test",
+    reward: str | RewardFn | Reward = "accuracy",
+    chunk_size: int = 256,
+    max_examples: int | None = None,
+    progress: bool = False,
+) -> list[PromptEvaluation]:
+    """Score ``prompts`` on a split of ``task`` through the engine.
+
+    :param engine: the scoring engine (its verbalizers must be the task's).
+    :param task: the task.
+    :param prompts: text or token-id prompts, scored together (the inputs' caches are
+        shared between them).
+    :param split: which split to evaluate on.
+    :param reward: a reward spec for :func:`~rlprompt.rewards.get_reward`.
+    :param chunk_size: examples per engine call (memory; progress granularity).
+    :param max_examples: evaluate on the first N examples only.
+    :param progress: show a progress bar on stderr.
+    :returns: one :class:`PromptEvaluation` per prompt.
+    """
+    if list(engine.verbalizers) != list(task.verbalizers):
+        raise ConfigError(
+            f"engine verbalizers {engine.verbalizers!r} differ from task {task.name!r}'s {list(task.verbalizers)!r}"
+        )
+    if not prompts:
+        raise ConfigError("no prompts to evaluate")
+    reward_fn = get_reward(reward)
+    texts = task.texts(split)
+    labels = task.label_tensor(split)
+    if max_examples is not None:
+        if max_examples < 1:
+            raise ConfigError(f"max_examples must be at least 1, got {max_examples}")
+        texts, labels = texts[:max_examples], labels[:max_examples]
+    start = time.perf_counter()
+    parts = []
+    bar = _progress(len(texts), f"eval {task.name}/{split}", progress)
+    for i in range(0, len(texts), chunk_size):
+        chunk = texts[i : i + chunk_size]
+        parts.append(engine.score(prompts, chunk).cpu())
+        bar.update(len(chunk))
+    bar.close()
+    logprobs = torch.cat(parts, dim=1)  # [P, E, C]
+    seconds = time.perf_counter() - start
+    out = reward_fn(logprobs, labels)
+    acc = class_accuracy(logprobs, labels)
+    rate = len(prompts) * len(texts) / max(seconds, 1e-9)
+    results = []
+    for p, prompt in enumerate(prompts):
+        text = prompt if isinstance(prompt, str) else engine.decode(prompt)
+        results.append(
+            PromptEvaluation(
+                prompt=text, split=split, n_examples=len(texts), accuracy=float(acc.overall[p]),
+                per_class_accuracy=[float(a) for a in acc.per_class[p]], balanced_accuracy=float(acc.balanced[p]),
+                reward=float(out.rewards[p]), reward_name=reward_fn.name,
+                diagnostics={k: float(v[p]) for k, v in out.diagnostics.items()},
+                seconds=seconds, examples_per_s=rate,
+            )
+        )
+    return results
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ex", leave=False)
