@@ -8,6 +8,7 @@ arguments, a function that runs it). Errors caused by input end with a one-line
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -101,8 +102,8 @@ def run_eval(args: argparse.Namespace) -> int:
     )
     names = task.label_names
     print(f"task {task.name} ({task.source}), split {args.split}, {results[0].n_examples} examples, "
-          f"model {engine.lm.name} on {engine.lm.device}")
-    header = f"{'prompt':<32} {'accuracy':>8} {'balanced':>8} {results[0].reward_name[:12]:>12}  per class"
+          f"model {engine.lm.name} on {engine.lm.device}, reward {results[0].reward_name}")
+    header = f"{'prompt':<32} {'accuracy':>8} {'balanced':>8} {'reward':>12}  per class"
     print(header)
     for r in results:
         per = " ".join(f"{n}={a:.3f}" for n, a in zip(names, r.per_class_accuracy, strict=True))
@@ -171,8 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_writable(path: Path) -> None:
     """Fail before any expensive work when the output cannot be written."""
-    import os
-
     from rlprompt.errors import ConfigError
 
     folder = path.parent if path.parent != Path("") else Path(".")
@@ -190,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_libraries(args.verbose)
+    # Like `python -m`: plug-ins given as "module:function" may live in the working folder.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         return COMMANDS[args.command].run(args)
     except RLPromptError as exc:
@@ -205,7 +207,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _quiet_libraries(verbose: bool) -> None:
     """Keep transformers' loading chatter off the terminal unless asked for."""
     import logging
-    import os
 
     if verbose:
         return
