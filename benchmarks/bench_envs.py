@@ -107,13 +107,15 @@ def main() -> None:
     steps: dict[str, int] = {}
     for run in setups.values():  # warm-up: input caches, kernels
         run()
-    for _ in range(args.rounds):
+    for i in range(args.rounds):
         for name, run in setups.items():
             before = engine.counters.forward_tokens
             start = time.perf_counter()
             steps[name] = run()
             seconds[name].append(time.perf_counter() - start)
             tokens[name] = engine.counters.forward_tokens - before
+        print(f"round {i + 1}: " + "  ".join(f"{name} {values[-1]:.2f}s" for name, values in seconds.items()),
+              flush=True)
 
     med = {name: statistics.median(values) for name, values in seconds.items()}
     rate = {name: steps[name] / med[name] for name in setups}

@@ -395,8 +395,9 @@ def test_vector_env_resets_all_together(tiny_lm, task):
     with pytest.raises(ConfigError, match="lockstep"):
         venv.reset(options={"reset_mask": np.array([True, False])})
     venv.reset(seed=0)
-    with pytest.raises(InvalidActionError, match="2 integers"):
-        venv.step(np.array([0, 99]))
+    for bad in (np.array([0, 99]), 3, np.array([0, 1, 2])):
+        with pytest.raises(InvalidActionError, match="2 integers"):
+            venv.step(bad)
 
 
 # -- custom rewards through the env ---------------------------------------------------

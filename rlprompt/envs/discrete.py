@@ -231,7 +231,8 @@ class DiscreteEpisodes(PromptEpisodes):
             arr = arr.astype(np.int64)
             ok = bool(np.all((arr >= 0) & (arr < k)))
         if not ok:
-            shown = actions[0] if self.n == 1 and len(actions) == 1 else actions
+            single = self.n == 1 and isinstance(actions, list) and len(actions) == 1
+            shown = actions[0] if single else actions
             raise InvalidActionError(
                 f"action {shown!r} is outside the action space Discrete({k}); give "
                 + ("an integer" if self.n == 1 else f"{self.n} integers") + f" in 0..{k - 1} (an index into env.vocab)"
