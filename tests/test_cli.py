@@ -91,3 +91,23 @@ def test_eval_on_sst2_with_smollm2(fsc16, tmp_path, smollm):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())["results"][0]
     assert result["n_examples"] == 32 and 0.3 <= result["accuracy"] <= 1.0
+
+
+def test_env_prompt_scores_like_rlprompt_eval(tiny_model_dir, tmp_path):
+    """A hand-fed action sequence gives the prompt text and accuracy that `rlprompt eval` reports."""
+    from rlprompt.envs import DiscretePromptEnv
+    from rlprompt.lm import load_lm
+
+    env = DiscretePromptEnv("demo", load_lm(str(tiny_model_dir), device="cpu"), prompt_length=3,
+                            reward="accuracy", split="dev")
+    env.reset(seed=0)
+    info: dict = {}
+    for action in (3, 1, 4):
+        _, _, terminated, _, info = env.step(action)
+    assert terminated
+    words = [env.vocab[a] for a in (3, 1, 4)]
+    assert env.prompt_tokens == words and info["prompt"] == env.prompt
+    out = tmp_path / "eval.json"
+    proc = run("eval", "--model", str(tiny_model_dir), "--split", "dev", "--prompt", env.prompt, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["results"][0]["accuracy"] == pytest.approx(info["accuracy"], abs=1e-6)
