@@ -19,6 +19,12 @@ from rlprompt.rewards.evaluate import evaluate_prompts
 from rlprompt.tasks import load_task
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsc16"
+# Other templates for the same task (template, prompt): the input part is still cached.
+OTHER_TEMPLATES = {
+    "sst-2": [("Review: {sentence} {prompt}", " Sentiment:"),
+              ("Review: {sentence} {prompt}", " Overall, the movie was"),
+              ("Movie review: {sentence} {prompt}", " Did the critic like it? The movie was")],
+}
 MANUAL_PROMPTS = {
     "sst-2": ["", " It was", " The movie was", " All in all, it was", " Overall, the film is",
               " In summary, this review is", " Sentiment:"],
@@ -35,6 +41,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--seed", type=int, default=42, help="split seed (the test set is the same for all)")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--max-examples", type=int, help="first N test examples only (quick look)")
+    parser.add_argument("--other-templates", action="store_true",
+                        help="also score a few other templates (each re-caches the test inputs)")
     parser.add_argument("--json", type=Path, help="also write the figures as a flat JSON object")
     args = parser.parse_args(argv)
 
@@ -53,6 +61,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for r in results:
         print(f"{r.prompt!r:<32} {r.accuracy:>8.4f} {r.balanced_accuracy:>8.4f}")
         figures[f"accuracy[{r.prompt.strip() or '<empty>'}]"] = r.accuracy
+    if args.other_templates:
+        for template, prompt in OTHER_TEMPLATES.get(args.task, []):
+            variant = task.with_overrides(template=template)
+            eng = ScoringEngine(lm, variant.verbalizers, variant.template)
+            (r,) = evaluate_prompts(eng, variant, [prompt], split="test", max_examples=args.max_examples,
+                                    progress=sys.stderr.isatty())
+            r.prompt = f"{template} | {prompt}"
+            results.append(r)
+            print(f"{r.prompt!r:<32} {r.accuracy:>8.4f} {r.balanced_accuracy:>8.4f}")
+            figures[f"accuracy[{template}|{prompt.strip()}]"] = r.accuracy
     best = max(results, key=lambda r: r.accuracy)
     figures["best_accuracy"] = best.accuracy
     print(f"best: {best.prompt!r} {best.accuracy:.4f}")
