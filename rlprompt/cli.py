@@ -155,7 +155,17 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "eval": Command("score prompts on a task split (accuracy, per-class accuracy, reward)", add_eval_args, run_eval),
     "tasks": Command("list the known tasks and their verbalizers", add_tasks_args, run_tasks),
+    "tune": Command("find a prompt by gradient soft prompt tuning or a black-box baseline",
+                    lambda p: _lazy("rlprompt.cli_tune", "add_tune_args")(p),
+                    lambda a: _lazy("rlprompt.cli_tune", "run_tune")(a)),
 }
+
+
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """A function from a command module, imported when the command is used."""
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,355 @@
+"""What every agent shares: the config base, the budgeted ``learn`` loop shell,
+best-on-dev selection, progress, CSV curve, artefacts and the JSON run summary.
+
+An agent is used in stable-baselines3's shape::
+
+    agent = SoftPromptTuning(engine, task, SoftPromptConfig(placement="prefix"), out_dir="runs/x")
+    agent.learn(budget=2000)           # prompt evaluations; see rlprompt.agents.budget
+    prompt = agent.predict()           # the prompt selected on dev
+    agent.save("runs/x/prompt.safetensors")
+    summary = agent.summary(test=True) # dev and test accuracy, spend, curve
+
+A subclass fills in :meth:`BaseAgent._learn` (the loop, which calls
+:meth:`BaseAgent.evaluate_dev` to offer prompts for best-on-dev selection and
+:meth:`BaseAgent.tick` to move the progress bar) and the prompt-kind methods, which
+:class:`~rlprompt.agents.kinds.DiscreteAgent` and :class:`~rlprompt.agents.kinds.SoftAgent`
+already provide.
+
+Files in ``out_dir`` (written when learning ends, is interrupted, or stops on NaN):
+``curve.csv`` (one row per dev evaluation), the best prompt (``prompt.json`` or
+``prompt.safetensors``) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import torch
+
+from rlprompt.agents.budget import Budget
+from rlprompt.agents.configs import AgentConfig, check_positive, enum_choice
+from rlprompt.agents.tracking import BestTracker, Candidate, CurveLogger, CurvePoint
+from rlprompt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rlprompt.lm import ScoringEngine
+    from rlprompt.rewards.evaluate import PromptEvaluation
+    from rlprompt.tasks import Task
+
+__all__ = ["AgentConfig", "BaseAgent", "Budget", "RunSummary", "check_positive", "enum_choice"]
+
+A = TypeVar("A", bound="BaseAgent")
+
+
+@dataclass
+class RunSummary:
+    """What a run produced and spent; written as ``summary.json``.
+
+    :param method: agent name (``"soft-prompt"``, ``"cma"``, ...).
+    :param task: task name.
+    :param model: the task LM's name.
+    :param status: ``"completed"``, ``"early-stopped"``, ``"non-finite-loss"``, ``"interrupted"``.
+    :param message: a line about how it ended.
+    :param prompt_kind: ``"discrete"`` or ``"soft"``.
+    :param prompt: the selected prompt as text (a soft prompt: its nearest tokens).
+    :param dev_accuracy: dev accuracy of the selected prompt.
+    :param test_accuracy: its test accuracy (None when not evaluated).
+    :param test_balanced_accuracy: its class-balanced test accuracy.
+    :param budget: the prompt-evaluation limit.
+    :param prompt_evals: prompt evaluations spent (dev selection included).
+    :param forward_tokens: LM forward tokens spent while learning.
+    :param backward_tokens: LM backward tokens spent while learning.
+    :param wall_seconds: wall time of learning.
+    :param engine_seconds: of which inside the scoring engine.
+    :param config: the agent's options.
+    :param task_meta: facts about the task (seed, source).
+    :param extra: agent-specific results (e.g. the projected prompt's accuracy).
+    :param curve: learning-curve points (see :class:`~rlprompt.agents.tracking.CurvePoint`).
+    """
+
+    method: str
+    task: str
+    model: str
+    status: str
+    message: str
+    prompt_kind: str
+    prompt: str | None
+    dev_accuracy: float | None
+    test_accuracy: float | None
+    test_balanced_accuracy: float | None
+    budget: int
+    prompt_evals: int
+    forward_tokens: int
+    backward_tokens: int
+    wall_seconds: float
+    engine_seconds: float
+    config: dict[str, Any]
+    task_meta: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class BaseAgent(ABC):
+    """Base class of every prompt-finding agent; see the module docstring.
+
+    :param engine: the scoring engine (built with the task's verbalizers and template).
+    :param task: the task: the agent learns on ``train`` and selects on ``dev``.
+    :param config: the agent's options (its ``config_class``); default options when None.
+    :param out_dir: folder for the curve, the best prompt and the summary; None writes nothing.
+    :raises ConfigError: a config of the wrong class, or an engine that does not fit the task.
+    """
+
+    name: ClassVar[str] = ""
+    """Registry name (``rlprompt tune --method NAME``)."""
+    config_class: ClassVar[type[AgentConfig]] = AgentConfig
+    prompt_kind: ClassVar[str] = ""
+    """``"discrete"`` or ``"soft"``."""
+    artefact_name: ClassVar[str] = ""
+    """File name of the saved best prompt inside ``out_dir``."""
+
+    def __init__(self, engine: ScoringEngine, task: Task, config: AgentConfig | None = None, *,
+                 out_dir: str | Path | None = None) -> None:
+        config = self.config_class() if config is None else config
+        if not isinstance(config, self.config_class):
+            raise ConfigError(
+                f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}"
+            )
+        if list(engine.verbalizers) != list(task.verbalizers):
+            raise ConfigError(
+                f"engine verbalizers {engine.verbalizers!r} differ from task {task.name!r}'s "
+                f"{list(task.verbalizers)!r}; build the engine with the task's verbalizers"
+            )
+        self.engine = engine
+        self.task = task
+        self.config = config
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.tracker = BestTracker(keep=config.keep_top)
+        self.budget: Budget | None = None
+        self.status = "new"
+        self.message = ""
+        self.extra: dict[str, Any] = {}
+        self.wall_seconds = 0.0
+        self._t0 = time.perf_counter()
+        self._bar: Any = None
+        self._curve_log: CurveLogger | None = None
+        self._dev_texts = task.texts("dev")
+        self._dev_labels = task.label_tensor("dev").to(engine.device)
+
+    # -- what a prompt kind provides ------------------------------------------------
+
+    @abstractmethod
+    def score(self, prompts: Any, texts: Sequence[str]) -> torch.Tensor:
+        """Class log-probs [P, E, C] of prompts (inference mode; charged by the engine)."""
+
+    @abstractmethod
+    def describe(self, prompt: Any) -> str:
+        """A readable form of a prompt."""
+
+    @abstractmethod
+    def _freeze_prompt(self, prompt: Any) -> Any:
+        """A detached copy of a prompt, to keep as a candidate."""
+
+    @abstractmethod
+    def save(self, path: str | Path) -> Path:
+        """Save the selected prompt (and the options) to ``path``."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls: type[A], path: str | Path, engine: ScoringEngine, task: Task, **kwargs: Any) -> A:
+        """An agent whose selected prompt is the one saved at ``path``."""
+
+    # -- what an agent provides ------------------------------------------------------
+
+    @abstractmethod
+    def _learn(self) -> None:
+        """The learning loop; spends at most ``self.budget`` (see :mod:`rlprompt.agents.budget`)."""
+
+    # -- the shared loop shell -------------------------------------------------------
+
+    def learn(self: A, budget: int | Budget, *, progress: bool | None = None) -> A:
+        """Search for a prompt within ``budget`` prompt evaluations.
+
+        A Ctrl-C (KeyboardInterrupt) writes the best prompt so far and the summary to
+        ``out_dir``, then propagates.
+
+        :param budget: prompt evaluations (an int) or a :class:`Budget` to share.
+        :param progress: show a progress bar (default: when stderr is a terminal).
+        :returns: the agent.
+        """
+        self.budget = budget if isinstance(budget, Budget) else Budget(self.engine, budget)
+        progress = sys.stderr.isatty() if progress is None else progress
+        self._t0 = time.perf_counter()
+        self.status, self.message = "running", ""
+        if self.out_dir is not None:
+            self._curve_log = CurveLogger(self.out_dir / "curve.csv")
+        if progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=self.budget.limit, desc=self.name, unit="eval", dynamic_ncols=True)
+        try:
+            self._learn()
+            if self.status == "running":
+                self.status = "completed"
+                self.message = f"spent {self.budget.used} of {self.budget.limit} prompt evaluations"
+        except KeyboardInterrupt:
+            self.status = "interrupted"
+            self.message = "interrupted (Ctrl-C); kept the best prompt found so far"
+            self._finish()
+            raise
+        self._finish()
+        return self
+
+    def _finish(self) -> None:
+        assert self.budget is not None
+        self.budget.close()
+        self.wall_seconds = time.perf_counter() - self._t0
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._curve_log is not None:
+            self._curve_log.close()
+            self._curve_log = None
+        if self.out_dir is not None:
+            self.write_outputs()
+
+    def stop(self, status: str, message: str) -> None:
+        """End learning early with a reason (the loop should return after calling it)."""
+        self.status, self.message = status, message
+
+    def tick(self, train_score: float | None = None) -> None:
+        """Move the progress bar to the budget spent; show the best prompt and dev accuracy."""
+        if self._bar is None or self.budget is None:
+            return
+        self._bar.n = min(self.budget.used, self.budget.limit)
+        best = self.tracker.best
+        post: dict[str, Any] = {}
+        if train_score is not None and math.isfinite(train_score):
+            post["train"] = f"{train_score:.3g}"
+        if best is not None:
+            post["dev"] = f"{best.dev_accuracy:.3f}"
+            post["best"] = best.text[:40]
+        self._bar.set_postfix(post, refresh=False)
+        self._bar.refresh()
+
+    def evaluate_dev(self, prompts: Any, *, train_scores: Sequence[float] | None = None) -> list[float]:
+        """Score prompts on the dev split (charged to the budget) and offer them for selection.
+
+        :param prompts: a list of discrete prompts (token ids) or soft prompts [P, T, H].
+        :param train_scores: the agent's training signal per prompt (logged), or None.
+        :returns: the dev accuracy of each prompt.
+        """
+        from rlprompt.rewards import accuracy, log_likelihood
+
+        logprobs = self.score(prompts, self._dev_texts)
+        acc = accuracy(logprobs, self._dev_labels).tolist()
+        ll = log_likelihood(logprobs, self._dev_labels).tolist()
+        used = self.budget.used if self.budget is not None else 0
+        for i in range(len(acc)):
+            prompt = self._freeze_prompt(prompts[i])
+            self.tracker.offer(
+                Candidate(prompt=prompt, text=self.describe(prompt), dev_accuracy=float(acc[i]),
+                          dev_score=float(ll[i]), prompt_evals=used,
+                          train_score=None if train_scores is None else float(train_scores[i])),
+                dedupe=self.prompt_kind == "discrete",
+            )
+        spent = self.budget.spent() if self.budget is not None else self.engine.counters
+        best = self.tracker.best
+        train = math.nan if train_scores is None else float(max(train_scores))
+        point = CurvePoint(
+            prompt_evals=int(spent.prompt_evals), forward_tokens=int(spent.forward_tokens),
+            backward_tokens=int(spent.backward_tokens), seconds=round(time.perf_counter() - self._t0, 3),
+            dev_accuracy=float(max(acc)), best_dev_accuracy=best.dev_accuracy if best else math.nan,
+            train_score=train,
+        )
+        self.tracker.log(point)
+        if self._curve_log is not None:
+            self._curve_log.write(point)
+        self.tick(train)
+        return [float(a) for a in acc]
+
+    # -- results -----------------------------------------------------------------------
+
+    def predict(self) -> Any:
+        """The prompt selected on dev: token ids (discrete) or a tensor [T, H] (soft).
+
+        :raises ConfigError: nothing was learned or loaded yet.
+        """
+        best = self.tracker.best
+        if best is None:
+            raise ConfigError(f"{type(self).__name__} has no prompt yet; call learn() or load() first")
+        return best.prompt
+
+    def evaluate(self, split: str = "test", prompt: Any = None, chunk_size: int = 256) -> PromptEvaluation:
+        """Accuracy of a prompt (default: the selected one) on a split.
+
+        :param split: ``"train"``, ``"dev"`` or ``"test"``.
+        :param prompt: the prompt to evaluate, or None for :meth:`predict`'s.
+        :param chunk_size: examples per engine call.
+        """
+        from rlprompt.rewards.evaluate import PromptEvaluation
+        from rlprompt.rewards.metrics import class_accuracy
+
+        prompt = self.predict() if prompt is None else prompt
+        texts, labels = self.task.texts(split), self.task.label_tensor(split)
+        start = time.perf_counter()
+        parts = [self.score([prompt], texts[i : i + chunk_size]).cpu() for i in range(0, len(texts), chunk_size)]
+        logprobs = torch.cat(parts, dim=1)
+        acc = class_accuracy(logprobs, labels)
+        seconds = time.perf_counter() - start
+        return PromptEvaluation(
+            prompt=self.describe(self._freeze_prompt(prompt)), split=split, n_examples=len(texts),
+            accuracy=float(acc.overall[0]), per_class_accuracy=[float(a) for a in acc.per_class[0]],
+            balanced_accuracy=float(acc.balanced[0]), reward=float(acc.overall[0]), reward_name="accuracy",
+            seconds=seconds, examples_per_s=len(texts) / max(seconds, 1e-9),
+        )
+
+    def summary(self, test: bool = False) -> RunSummary:
+        """The run's results and spend.
+
+        :param test: also evaluate the selected prompt on the test split (not charged).
+        """
+        best = self.tracker.best
+        spent = self.budget.spent() if self.budget is not None else None
+        test_eval = self.evaluate("test") if (test and best is not None) else None
+        return RunSummary(
+            method=self.name, task=self.task.name, model=self.engine.lm.name, status=self.status,
+            message=self.message, prompt_kind=self.prompt_kind, prompt=best.text if best else None,
+            dev_accuracy=best.dev_accuracy if best else None,
+            test_accuracy=test_eval.accuracy if test_eval else None,
+            test_balanced_accuracy=test_eval.balanced_accuracy if test_eval else None,
+            budget=self.budget.limit if self.budget else 0,
+            prompt_evals=int(spent.prompt_evals) if spent else 0,
+            forward_tokens=int(spent.forward_tokens) if spent else 0,
+            backward_tokens=int(spent.backward_tokens) if spent else 0,
+            wall_seconds=round(self.wall_seconds, 3), engine_seconds=round(spent.seconds, 3) if spent else 0.0,
+            config=self.config.as_dict(),
+            task_meta={"source": self.task.source, **{k: v for k, v in self.task.meta.items()
+                                                      if isinstance(v, (str, int, float, bool))}},
+            extra=dict(self.extra), curve=[dataclasses.asdict(p) for p in self.tracker.curve],
+        )
+
+    def write_outputs(self, test: bool = False) -> RunSummary:
+        """Write the best prompt and ``summary.json`` to ``out_dir``.
+
+        :param test: evaluate on test first (done after learning; not charged).
+        """
+        from rlprompt.io import write_json
+
+        if self.out_dir is None:
+            raise ConfigError("this agent has no out_dir; pass out_dir=... to write its outputs")
+        if self.tracker.best is not None:
+            self.save(self.out_dir / self.artefact_name)
+        summary = self.summary(test=test)
+        write_json(self.out_dir / "summary.json", summary.as_dict())
+        return summary

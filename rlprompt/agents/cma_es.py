@@ -1,0 +1,89 @@
+"""Black-box tuning (Sun et al. 2022): CMA-ES over a low-dimensional random projection
+of a soft prompt.
+
+The soft prompt is ``p(z) = p0 + scale * std * (A z)``: ``p0`` [T, H] an initial prompt
+(embeddings of sampled vocabulary tokens), ``A`` a fixed Gaussian matrix
+[T*H, d] with entries N(0, 1/d), ``std`` the embedding table's per-dimension standard
+deviation. So with ``z ~ N(0, sigma0^2 I)`` each coordinate moves by about
+``scale * sigma0`` table standard deviations and prompts stay in the range of real
+token embeddings. The well-kept ``cma`` package runs CMA-ES on ``z`` (d ~ 500,
+population ~ 20), minimising minus the train reward (default: the log-likelihood of the
+label, i.e. the cross-entropy black-box tuning uses).
+
+Budget: each candidate is scored on the whole train split (1 prompt evaluation); a
+candidate whose train reward enters the running top ``dev_top_k`` is also scored on dev
+(1 more). The last generation is cut to leave room for its dev checks (and, cut, is
+not told to CMA-ES).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from rlprompt.agents.configs import AgentConfig, CMAESConfig
+from rlprompt.agents.kinds import SoftAgent
+from rlprompt.agents.projection import sample_vocab_embeddings
+from rlprompt.agents.search import train_room
+from rlprompt.agents.tracking import TopKGate
+
+
+class CMAES(SoftAgent):
+    """CMA-ES over a random projection of a soft prompt; see the module docstring.
+
+    :param engine: the scoring engine.
+    :param task: the task.
+    :param config: a :class:`CMAESConfig`.
+    :param out_dir: where to write the curve, the best prompt and the summary.
+    """
+
+    name: ClassVar[str] = "cma"
+    config_class: ClassVar[type[AgentConfig]] = CMAESConfig
+    config: CMAESConfig
+
+    def _learn(self) -> None:
+        import cma
+
+        from rlprompt.rewards import get_reward
+
+        cfg, budget, device = self.config, self.budget, self.engine.device
+        assert budget is not None
+        # -- seeding: the start prompt and the projection from one generator; CMA-ES's own seed
+        gen = torch.Generator().manual_seed(cfg.seed)
+        table = self.engine.lm.input_embeddings().weight.detach()
+        p0 = sample_vocab_embeddings(table, cfg.n_tokens, self._real_ids, gen).to(device)
+        std = table[self._real_ids.to(table.device)].float().std(0).to(device)  # [H]
+        dim = cfg.n_tokens * self.hidden_size
+        proj = (torch.randn(dim, cfg.intrinsic_dim, generator=gen) / math.sqrt(cfg.intrinsic_dim)).to(device)
+
+        def to_prompts(zs: np.ndarray) -> torch.Tensor:
+            z = torch.as_tensor(np.asarray(zs), dtype=torch.float32, device=device)  # [N, d]
+            delta = (z @ proj.T).view(len(z), cfg.n_tokens, self.hidden_size)
+            return p0 + cfg.scale * std * delta  # [N, T, H]
+
+        es = cma.CMAEvolutionStrategy(
+            np.zeros(cfg.intrinsic_dim), cfg.sigma0,
+            {"popsize": cfg.popsize, "seed": cfg.seed + 1, "verbose": -9, "CMA_diagonal": False},
+        )
+        reward = get_reward(cfg.reward)
+        texts, labels = self.task.texts("train"), self.task.label_tensor("train").to(device)
+        gate = TopKGate(cfg.dev_top_k)
+        generations = 0
+        while budget.remaining > 0:
+            # -- ask, score on train (popsize prompt evaluations), tell --------------------
+            zs = es.ask()
+            n = train_room(budget.remaining, len(zs), cfg.dev_top_k)
+            prompts = to_prompts(zs[:n])
+            train = reward(self.score(prompts, texts), labels).rewards.tolist()
+            if n == len(zs):
+                es.tell(zs, [-r for r in train])
+                generations += 1
+            self.tick(max(train))
+            # -- the promising ones on dev ------------------------------------------------
+            chosen = gate.admit(train)[: budget.remaining]
+            if chosen:
+                self.evaluate_dev(prompts[chosen], train_scores=[train[i] for i in chosen])
+        self.extra["generations"] = generations

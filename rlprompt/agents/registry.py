@@ -1,0 +1,99 @@
+"""The agent registry: one name -> agent mapping for every way of finding a prompt.
+
+Each entry names its agent class and its config class as ``"module:Class"`` strings,
+imported on first use, so the CLI can list the agents and build their options
+without loading torch. Issue 5's RL agents register here too.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rlprompt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rlprompt.agents.base import BaseAgent
+    from rlprompt.agents.configs import AgentConfig
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """A registered agent.
+
+    :param agent: ``"package.module:Class"`` of the agent (a :class:`~rlprompt.agents.base.BaseAgent`).
+    :param config: ``"package.module:Class"`` of its config dataclass (keep it free of torch).
+    :param help: one line for ``--help``.
+    """
+
+    agent: str
+    config: str
+    help: str = ""
+
+
+_CONFIGS = "rlprompt.agents.configs"
+
+AGENTS: dict[str, AgentSpec] = {
+    "soft-prompt": AgentSpec("rlprompt.agents.soft_prompt:SoftPromptTuning", f"{_CONFIGS}:SoftPromptConfig",
+                             "gradient soft prompt tuning (Lester et al. 2021)"),
+    "cma": AgentSpec("rlprompt.agents.cma_es:CMAES", f"{_CONFIGS}:CMAESConfig",
+                     "CMA-ES over a random projection of a soft prompt (Sun et al. 2022)"),
+    "random": AgentSpec("rlprompt.agents.random_search:RandomSearch", f"{_CONFIGS}:RandomSearchConfig",
+                        "uniform random prompts from the discrete env's candidate vocabulary"),
+    "lm-prior": AgentSpec("rlprompt.agents.lm_prior:LMPriorSampling", f"{_CONFIGS}:LMPriorConfig",
+                          "prompts sampled from the task LM itself, best on dev"),
+}
+
+
+def register_agent(name: str, spec: AgentSpec, *, overwrite: bool = False) -> None:
+    """Add an agent under ``name``.
+
+    :param name: the registry name (``--method NAME``).
+    :param spec: where its agent and config classes live.
+    :param overwrite: replace an existing entry.
+    :raises ConfigError: the name is taken and ``overwrite`` is false.
+    """
+    if name in AGENTS and not overwrite:
+        raise ConfigError(f"agent {name!r} is already registered; pass overwrite=True to replace it")
+    AGENTS[name] = spec
+
+
+def get_spec(name: str) -> AgentSpec:
+    """The registry entry of ``name``.
+
+    :raises ConfigError: unknown name (the message suggests the closest and lists all).
+    """
+    spec = AGENTS.get(name)
+    if spec is None:
+        close = difflib.get_close_matches(name, AGENTS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ";"
+        raise ConfigError(f"unknown method {name!r}{hint} known methods: {', '.join(sorted(AGENTS))}")
+    return spec
+
+
+def _import(target: str) -> type:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def get_agent_class(name: str) -> type[BaseAgent]:
+    """The agent class registered as ``name`` (imports it).
+
+    :raises ConfigError: unknown name.
+    """
+    return _import(get_spec(name).agent)
+
+
+def get_config_class(name: str) -> type[AgentConfig]:
+    """The config class of the agent registered as ``name`` (cheap: no torch).
+
+    :raises ConfigError: unknown name.
+    """
+    return _import(get_spec(name).config)
+
+
+def list_agents() -> list[str]:
+    """Registered agent names, sorted."""
+    return sorted(AGENTS)

@@ -1,0 +1,153 @@
+"""Gradient soft prompt tuning (Lester et al. 2021) through the frozen LM.
+
+``n_tokens`` embedding vectors are learned by gradient descent on the cross-entropy of
+the verbalizer classes (or RLPrompt's gap reward, as a differentiable surrogate); the LM
+stays frozen. Two placements:
+
+- ``suffix``: at the template's ``{prompt}``, after the input ("{sentence} {prompt}",
+  RLPrompt's position). The input's key/value cache is computed once without gradients;
+  only the soft tokens and the template's tail run forward and backward.
+- ``prefix``: before everything, Lester's (and PEFT's) placement; a full forward and
+  backward per example. Export it with :meth:`SoftAgent.export_peft` and
+  ``PeftModel.from_pretrained`` gives the same scores.
+
+Budget: a step is one forward on a batch (1 prompt evaluation) plus its backward (1
+more): 2 per step; each dev evaluation costs 1 (see :mod:`rlprompt.agents.budget`).
+The prompt is evaluated on dev before the first step and every ``eval_every`` steps; the
+best on dev is kept. A NaN/infinite loss stops training and keeps the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from rlprompt.agents.configs import AgentConfig, Init, Loss, Optimizer, SoftPromptConfig
+from rlprompt.agents.kinds import SoftAgent
+from rlprompt.agents.projection import sample_vocab_embeddings, text_embeddings
+from rlprompt.lm.engine import NonFiniteScoresError
+
+STEP_COST = 2  # prompt evaluations per gradient step: the forward and the backward
+
+
+class SoftPromptTuning(SoftAgent):
+    """Soft prompt tuning by gradient descent; see the module docstring.
+
+    :param engine: the scoring engine.
+    :param task: the task (learns on ``train``, selects on ``dev``).
+    :param config: a :class:`SoftPromptConfig`.
+    :param out_dir: where to write the curve, the best prompt and the summary.
+    """
+
+    name: ClassVar[str] = "soft-prompt"
+    config_class: ClassVar[type[AgentConfig]] = SoftPromptConfig
+    config: SoftPromptConfig
+
+    def initial_prompt(self, generator: torch.Generator) -> torch.Tensor:
+        """The starting soft prompt [T, H] (float32) for ``config.init``."""
+        cfg = self.config
+        table = self.engine.lm.input_embeddings().weight
+        real = self._real_ids
+        if cfg.init is Init.RANDOM:
+            std = table.detach().float()[real.to(table.device)].std()
+            return (torch.rand(cfg.n_tokens, self.hidden_size, generator=generator) - 0.5) * 2 * std.cpu()
+        if cfg.init is Init.TEXT:
+            return text_embeddings(self.engine, cfg.init_text or "", cfg.n_tokens).cpu()
+        prompt = sample_vocab_embeddings(table, cfg.n_tokens, real, generator).cpu()
+        if cfg.init is Init.VERBALIZERS:
+            ids = [ids[0] for ids in self.engine.verbalizer_ids][: cfg.n_tokens]
+            prompt[: len(ids)] = table.detach()[torch.tensor(ids, device=table.device)].float().cpu()
+        return prompt
+
+    def _optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        cfg = self.config
+        if cfg.optimizer is Optimizer.ADAFACTOR:
+            from transformers.optimization import Adafactor
+
+            return Adafactor(params, lr=cfg.learning_rate, relative_step=False, scale_parameter=False,
+                             warmup_init=False)
+        return torch.optim.Adam(params, lr=cfg.learning_rate)
+
+    def _loss(self, logprobs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """logprobs [1, B, C] -> scalar loss."""
+        if self.config.loss is Loss.GAP:
+            from rlprompt.rewards import gap
+
+            return -gap(logprobs, labels)[0] / 100.0  # rescaled: gap lies in [-180, 200]
+        return F.cross_entropy(logprobs[0], labels)  # renormalises over the classes
+
+    def _learn(self) -> None:
+        cfg, budget, engine = self.config, self.budget, self.engine
+        assert budget is not None
+        # -- seeding: all randomness (init, batch order) from one generator ------------
+        gen = torch.Generator().manual_seed(cfg.seed)
+        soft = torch.nn.Parameter(self.initial_prompt(gen).to(engine.device))
+        optimizer = self._optimizer([soft])
+        texts, labels = self.task.texts("train"), self.task.label_tensor("train").to(engine.device)
+        batch = min(cfg.batch_size, len(texts))
+        steps_per_epoch = math.ceil(len(texts) / batch)
+        eval_every = cfg.eval_every or steps_per_epoch
+        max_steps = min(cfg.max_steps or math.inf, (cfg.epochs or math.inf) * steps_per_epoch)
+
+        self.evaluate_dev(soft.detach().unsqueeze(0))  # step 0: the initial prompt
+        step, since_best, best = 0, 0, self.tracker.best.dev_accuracy
+        batches = self._batches(len(texts), batch, gen)
+        while step < max_steps and budget.remaining >= STEP_COST + 1:  # room for a step and a dev eval
+            # -- one step: forward on a batch (1 eval), backward (1 eval), update --------
+            if step % steps_per_epoch == 0 and step > 0:
+                batches = self._batches(len(texts), batch, gen, batches)
+            idx = batches[step % steps_per_epoch]
+            try:
+                logprobs = engine.score_soft(soft.unsqueeze(0), [texts[i] for i in idx],
+                                             placement=cfg.placement.value, grad=True)
+                loss = self._loss(logprobs, labels[idx])
+            except NonFiniteScoresError:
+                loss = torch.tensor(math.nan)
+            if not torch.isfinite(loss):
+                return self._stop_on_nan(step + 1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            budget.charge(prompt_evals=1)  # the backward pass
+            step += 1
+            self.extra["steps"] = step
+            self.tick(loss.item())
+            # -- dev evaluation, best checkpoint, early stopping -------------------------
+            if step % eval_every == 0 or step == max_steps or budget.remaining < STEP_COST + 1:
+                try:
+                    self.evaluate_dev(soft.detach().unsqueeze(0), train_scores=[-loss.item()])
+                except NonFiniteScoresError:
+                    return self._stop_on_nan(step)
+                since_best = 0 if self.tracker.best.dev_accuracy > best else since_best + 1
+                best = self.tracker.best.dev_accuracy
+                if cfg.patience is not None and since_best >= cfg.patience:
+                    return self.stop("early-stopped", f"no better dev accuracy in {cfg.patience} evaluations "
+                                                      f"(stopped at step {step})")
+        return None
+
+    def _batches(self, n: int, size: int, gen: torch.Generator,
+                 previous: list[list[int]] | None = None) -> list[list[int]]:
+        """This epoch's batches of example indices.
+
+        By default the examples are split into batches once (with the seed) and each
+        epoch visits those batches in a new order: each batch's input cache is then
+        computed once and reused (suffix placement), where regrouping the examples every
+        epoch (``reshuffle=True``) rebuilds the caches at every step, several times the
+        compute of the step itself.
+        """
+        if previous is None or self.config.reshuffle:
+            order = torch.randperm(n, generator=gen).tolist()
+            return [order[i : i + size] for i in range(0, n, size)]
+        return [previous[i] for i in torch.randperm(len(previous), generator=gen).tolist()]
+
+    def _stop_on_nan(self, step: int) -> None:
+        best = self.tracker.best
+        self.stop(
+            "non-finite-loss",
+            f"the loss became NaN/infinite at step {step} (learning rate {self.config.learning_rate:g} is "
+            f"probably too high; try a smaller lr); training stopped and the best checkpoint "
+            f"(dev accuracy {best.dev_accuracy:.4f}) is kept",
+        )

@@ -1,0 +1,175 @@
+"""Black-box baselines (CMA-ES, random search, LM-prior sampling) and the shared agent pieces."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rlprompt.agents import (
+    CMAES,
+    BestTracker,
+    Budget,
+    Candidate,
+    CMAESConfig,
+    LMPriorConfig,
+    LMPriorSampling,
+    RandomSearch,
+    RandomSearchConfig,
+    TopKGate,
+    get_agent_class,
+    get_config_class,
+    list_agents,
+)
+from rlprompt.agents.lm_prior import sample_continuations
+from rlprompt.agents.tracking import read_curve
+from rlprompt.envs.vocab import candidate_vocab
+from rlprompt.errors import ConfigError
+from rlprompt.lm import ScoringEngine
+from rlprompt.tasks import Example, Task
+
+POS, NEG = ["great", "wonderful", "good", "loved"], ["terrible", "boring", "bad", "hated"]
+
+
+@pytest.fixture()
+def task() -> Task:
+    def split(offset: int, size: int) -> list[Example]:
+        return [Example(f"it was {(POS if i % 2 else NEG)[(i // 2 + offset) % 4]} .", i % 2) for i in range(size)]
+
+    return Task(name="synthetic", verbalizers=[" terrible", " great"], train=split(0, 16), dev=split(1, 16),
+                test=split(2, 32))
+
+
+@pytest.fixture()
+def engine(tiny_lm, task) -> ScoringEngine:
+    return ScoringEngine(tiny_lm, task.verbalizers, task.template)
+
+
+# -- each baseline runs within its budget ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "limit"), [("cma", 45), ("random", 50), ("lm-prior", 37)])
+def test_runs_exactly_within_budget_and_writes_outputs(tmp_path, engine, task, method, limit):
+    cls = get_agent_class(method)
+    small = {"cma": {"popsize": 6, "intrinsic_dim": 20}, "random": {"batch_size": 16},
+             "lm-prior": {"batch_size": 8}}[method]
+    agent = cls(engine, task, get_config_class(method)(**small), out_dir=tmp_path)
+    before = engine.counters.copy()
+    agent.learn(limit, progress=False)
+    summary = agent.write_outputs(test=True)
+    assert summary.prompt_evals == limit == (engine.counters - before).prompt_evals - 1  # minus the test pass
+    assert summary.status == "completed" and 0 <= summary.test_accuracy <= 1
+    assert summary.dev_accuracy == max(p.best_dev_accuracy for p in agent.tracker.curve)
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["test_accuracy"] == summary.test_accuracy and saved["method"] == method
+    assert [p.prompt_evals for p in read_curve(tmp_path / "curve.csv")] == [p.prompt_evals for p in agent.tracker.curve]
+    assert (tmp_path / cls.artefact_name).is_file()
+
+
+def test_random_search_draws_from_the_env_vocabulary(engine, task, tiny_lm):
+    agent = RandomSearch(engine, task, RandomSearchConfig(prompt_length=3, seed=1))
+    vocab = candidate_vocab(tiny_lm.tokenizer, tiny_lm.input_embeddings().num_embeddings, "words", 4096)
+    assert np.array_equal(agent.vocab, vocab)
+    prompts = agent.propose(50, np.random.default_rng(0))
+    assert len(prompts) == 50 and all(len(p) == 3 and set(p) <= set(vocab.tolist()) for p in prompts)
+    agent.learn(30, progress=False)
+    assert set(agent.predict()) <= set(vocab.tolist()) and len(agent.predict()) == 3
+    assert agent.extra["candidates"] <= 30
+
+
+def test_discrete_save_and_load(tmp_path, engine, task):
+    agent = RandomSearch(engine, task, RandomSearchConfig(prompt_length=2))
+    agent.learn(20, progress=False)
+    path = agent.save(tmp_path / "prompt.json")
+    again = RandomSearch.load(path, engine, task)
+    assert again.predict() == agent.predict() and again.config.prompt_length == 2
+    assert again.evaluate("dev").accuracy == pytest.approx(agent.tracker.best.dev_accuracy)
+    assert json.loads(path.read_text())["prompt"] == engine.decode(agent.predict())
+
+
+def test_lm_prior_samples_and_charges_its_tokens(engine, task, tiny_lm):
+    agent = LMPriorSampling(engine, task, LMPriorConfig(batch_size=8, prompt_length=4, top_k=20, seed=5))
+    assert agent.description == "Is the text terrible or great?"
+    agent.learn(24, progress=False)
+    spent = agent.budget.spent()
+    engine_only = spent.forward_tokens - agent.budget.extra.forward_tokens
+    assert agent.budget.extra.prompt_evals == 0 and agent.budget.extra.forward_tokens > 0
+    assert spent.forward_tokens > engine_only > 0
+    assert len(agent.predict()) == 4
+    # sampling is reproducible from its generator, and avoids the banned (special) tokens
+    a, _ = sample_continuations(tiny_lm, ["it was great ."] * 3, 4, torch.Generator().manual_seed(0))
+    b, cost = sample_continuations(tiny_lm, ["it was great ."] * 3, 4, torch.Generator().manual_seed(0),
+                                   banned=torch.tensor(tiny_lm.tokenizer.all_special_ids))
+    assert a.shape == (3, 4) and cost["forward_calls"] == 4
+    assert not set(b.flatten().tolist()) & set(tiny_lm.tokenizer.all_special_ids)
+
+
+def test_cma_prompts_stay_in_the_embedding_range(engine, task, tiny_lm):
+    agent = CMAES(engine, task, CMAESConfig(popsize=6, intrinsic_dim=16, n_tokens=3, dev_top_k=2))
+    agent.learn(30, progress=False)
+    prompt = agent.predict()
+    table = tiny_lm.input_embeddings().weight.detach()
+    assert prompt.shape == (3, 32)
+    assert float(prompt.std()) < 3 * float(table.std())
+    assert agent.extra["generations"] >= 3
+
+
+def test_prefix_placement_for_cma(engine, task):
+    agent = CMAES(engine, task, CMAESConfig(popsize=4, intrinsic_dim=8, placement="prefix"))
+    agent.learn(12, progress=False)
+    assert agent.summary().prompt_evals == 12
+
+
+# -- shared pieces ---------------------------------------------------------------------------
+
+
+def test_best_tracker_orders_by_dev_accuracy_then_likelihood():
+    tracker = BestTracker(keep=2)
+    assert tracker.offer(Candidate((1,), "a", 0.5, -1.0))
+    assert not tracker.offer(Candidate((2,), "b", 0.5, -2.0))
+    assert tracker.offer(Candidate((3,), "c", 0.5, -0.5))  # same accuracy, more likely labels
+    assert not tracker.offer(Candidate((4,), "c", 0.9, 0.0))  # the same text again: ignored
+    assert tracker.offer(Candidate((5,), "d", 0.75, -9.0))
+    assert [c.text for c in tracker.top] == ["d", "c"]
+    assert tracker.offer(Candidate((6,), "e", 1.0, float("nan")))  # NaN tie-break counts as worst, not an error
+
+
+def test_top_k_gate():
+    gate = TopKGate(2)
+    assert gate.admit([1.0, 0.5, 2.0, 0.1, math.nan]) == [0, 1, 2]
+    assert gate.admit([0.2, 1.5, 3.0]) == [1, 2]
+
+
+def test_budget_charges_and_close(engine):
+    budget = Budget(engine, 10)
+    engine.score([" it was"], ["a b ."])
+    budget.charge(prompt_evals=2, forward_tokens=7)
+    assert budget.used == 3 and budget.remaining == 7 and budget.take(20) == 7
+    budget.close()
+    engine.score([" it was"], ["a b ."])  # after close: not charged
+    assert budget.used == 3 and budget.spent().forward_tokens >= 7
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "match"), [
+    (CMAESConfig, {"popsize": 1}, "popsize must be an integer of at least 2"),
+    (CMAESConfig, {"intrinsic_dim": 0}, "intrinsic_dim must be a positive integer"),
+    (CMAESConfig, {"placement": "inside"}, "placement 'inside' is not known"),
+    (RandomSearchConfig, {"vocab": "letters"}, "vocab 'letters' is not known; use 'words' or 'full'"),
+    (RandomSearchConfig, {"prompt_length": 0}, "prompt_length must be a positive integer"),
+    (LMPriorConfig, {"context": "{task} {example}"}, "context '{task} {example}' is not a valid template"),
+    (LMPriorConfig, {"temperature": 0}, "temperature must be a positive number"),
+])
+def test_bad_options(cls, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        cls(**kwargs)
+
+
+def test_registry_and_wrong_config(engine, task):
+    assert {"cma", "lm-prior", "random", "soft-prompt"} <= set(list_agents())
+    with pytest.raises(ConfigError, match="RandomSearch takes a RandomSearchConfig, got CMAESConfig"):
+        RandomSearch(engine, task, CMAESConfig())
+    with pytest.raises(ConfigError, match="has no prompt yet; call learn"):
+        RandomSearch(engine, task).predict()

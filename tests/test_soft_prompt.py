@@ -1,0 +1,298 @@
+"""Gradient soft prompt tuning: PEFT round trip, learning, budget, NaN, bad input, `rlprompt tune`."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+
+from rlprompt.agents import Budget, SoftPromptConfig, SoftPromptTuning, get_agent_class
+from rlprompt.agents.peft_format import export_peft, load_soft_prompt
+from rlprompt.errors import ConfigError, DataError
+from rlprompt.lm import ScoringEngine
+from rlprompt.tasks import Example, Task
+
+TOL = 1e-4
+POS, NEG = ["great", "wonderful", "good", "loved"], ["terrible", "boring", "bad", "hated"]
+
+
+def synthetic_task(n: int = 32) -> Task:
+    """Binary sentiment where one word decides the class."""
+    def split(offset: int, size: int) -> list[Example]:
+        return [Example(f"it was {(POS if i % 2 else NEG)[(i // 2 + offset) % 4]} .", i % 2) for i in range(size)]
+
+    return Task(name="synthetic", verbalizers=[" terrible", " great"], train=split(0, n), dev=split(1, n),
+                test=split(2, 2 * n))
+
+
+@pytest.fixture(scope="module")
+def sharp_lm():
+    """A tiny random Llama with larger weights (init 0.3): its outputs depend on the input
+    strongly enough that a soft prompt can learn the synthetic task."""
+    from conftest import build_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlprompt.lm.loading import FrozenLM
+
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      pad_token_id=tok.pad_token_id, tie_word_embeddings=True, initializer_range=0.3)
+    model = LlamaForCausalLM(cfg).eval().requires_grad_(False)
+    return FrozenLM(model=model, tokenizer=tok, kind="causal", name="tiny-sharp")
+
+
+@pytest.fixture()
+def task() -> Task:
+    return synthetic_task()
+
+
+def engine_for(lm, task: Task) -> ScoringEngine:
+    return ScoringEngine(lm, task.verbalizers, task.template)
+
+
+# -- PEFT ----------------------------------------------------------------------------------
+
+
+def test_peft_loads_the_export_and_matches_prefix_scores(tmp_path, task):
+    from conftest import build_tiny_causal
+    from peft import PeftModel
+
+    lm = build_tiny_causal()  # a fresh copy: PEFT wraps it
+    eng = engine_for(lm, task)
+    agent = SoftPromptTuning(eng, task, SoftPromptConfig(placement="prefix", n_tokens=4, lr=0.05))
+    agent.learn(12, progress=False)
+    folder = agent.export_peft(tmp_path / "peft")
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert config["peft_type"] == "PROMPT_TUNING" and config["task_type"] == "CAUSAL_LM"
+    assert config["num_virtual_tokens"] == 4 and config["token_dim"] == 32
+    assert config["base_model_name_or_path"] == "tiny-llama"
+
+    texts = task.texts("test")[:6]
+    ours = eng.score_soft(agent.predict().unsqueeze(0), texts, placement="prefix")[0]  # [E, C]
+    peft_model = PeftModel.from_pretrained(build_tiny_causal().model, folder)
+    torch.testing.assert_close(peft_model.get_prompt_embedding_to_save("default"), agent.predict())
+    ids = [i[0] for i in eng.verbalizer_ids]
+    for e, text in enumerate(texts):
+        enc = lm.tokenizer(text, return_tensors="pt")
+        with torch.no_grad():
+            logits = peft_model(input_ids=enc.input_ids, attention_mask=enc.attention_mask).logits[0, -1]
+        torch.testing.assert_close(torch.log_softmax(logits, -1)[ids], ours[e], atol=TOL, rtol=0)
+
+    # import from PEFT's format: the same prompt, prefix placement
+    back = SoftPromptTuning.load(folder, eng, task)
+    assert back.placement.value == "prefix" and back.config.n_tokens == 4
+    torch.testing.assert_close(back.predict(), agent.predict())
+
+
+def test_save_load_and_projection(tmp_path, tiny_lm, task):
+    eng = engine_for(tiny_lm, task)
+    agent = SoftPromptTuning(eng, task, SoftPromptConfig(n_tokens=3), out_dir=tmp_path / "run")
+    agent.learn(10, progress=False)
+    path = agent.save(tmp_path / "p.safetensors")
+    embeds, meta = load_soft_prompt(path, token_dim=32)
+    assert meta["agent"] == "soft-prompt" and meta["placement"] == "suffix" and meta["config"]["n_tokens"] == 3
+    again = SoftPromptTuning.load(path, eng, task)
+    torch.testing.assert_close(again.predict(), agent.predict())
+    assert again.tracker.best.dev_accuracy == pytest.approx(agent.tracker.best.dev_accuracy)
+    proj = agent.project(metric="l2", splits=("dev",))
+    assert len(proj["tokens"]) == 3 and proj["text"] == eng.decode(proj["tokens"])
+    assert 0 <= proj["dev_accuracy"] <= 1
+    assert proj["dev_soft_accuracy"] == pytest.approx(agent.tracker.best.dev_accuracy)
+    # a soft prompt made of real token embeddings projects back onto those tokens
+    table = tiny_lm.input_embeddings().weight
+    assert agent.nearest(table[[50, 60, 70]]) == [50, 60, 70]
+    for name in ("curve.csv", "prompt.safetensors", "summary.json"):
+        assert (tmp_path / "run" / name).is_file()
+
+
+# -- learning -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("placement", ["suffix", "prefix"])
+def test_learns_the_synthetic_task(sharp_lm, task, placement):
+    eng = engine_for(sharp_lm, task)
+    agent = SoftPromptTuning(eng, task, SoftPromptConfig(placement=placement, lr=0.1, eval_every=4))
+    agent.learn(120, progress=False)
+    curve = agent.tracker.curve
+    losses = [-p.train_score for p in curve[1:]]
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert curve[0].dev_accuracy <= 0.75 and agent.tracker.best.dev_accuracy >= 0.9
+    assert agent.summary(test=True).test_accuracy >= 0.9
+
+
+def test_adafactor_and_gap_loss_run(sharp_lm, task):
+    eng = engine_for(sharp_lm, task)
+    cfg = SoftPromptConfig(optimizer="adafactor", loss="gap", init="verbalizers", eval_every=2)
+    assert cfg.learning_rate == 0.3
+    agent = SoftPromptTuning(eng, task, cfg)
+    agent.learn(40, progress=False)
+    assert agent.status == "completed" and agent.tracker.best.dev_accuracy > 0.5
+
+
+# -- budget, early stopping, NaN, interrupt ------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", [1, 7, 30, 31])
+def test_budget_is_exact(tiny_lm, task, limit):
+    eng = engine_for(tiny_lm, task)
+    before = eng.counters.copy()
+    agent = SoftPromptTuning(eng, task, SoftPromptConfig(eval_every=3))
+    agent.learn(limit, progress=False)
+    s = agent.summary()
+    steps = agent.extra.get("steps", 0)
+    # 1 initial dev evaluation + 2 per step (forward + backward) + 1 per later dev evaluation
+    assert s.prompt_evals == 2 * steps + len(agent.tracker.curve) <= limit
+    assert limit - s.prompt_evals < 3  # stops only when a step and its evaluation no longer fit
+    assert s.prompt_evals - steps == (eng.counters - before).prompt_evals  # backward passes are charged on top
+    assert s.backward_tokens > 0 or steps == 0
+
+
+def test_max_steps_epochs_and_early_stopping(tiny_lm, task):
+    eng = engine_for(tiny_lm, task)
+    agent = SoftPromptTuning(eng, task, SoftPromptConfig(epochs=2))  # 32 examples / 16 = 2 steps per epoch
+    agent.learn(500, progress=False)
+    assert agent.extra["steps"] == 4 and agent.status == "completed"
+    agent = SoftPromptTuning(eng, task, SoftPromptConfig(lr=1e-6, eval_every=1, patience=3))
+    agent.learn(500, progress=False)
+    assert agent.status == "early-stopped" and "3 evaluations" in agent.message
+    assert agent.extra["steps"] < 10
+
+
+class _DivergesAfter(SoftPromptTuning):
+    """A loss that turns NaN after some steps, as a too-high learning rate makes it do on a
+    real LM (the tiny model's RMSNorm keeps it finite until the prompt itself overflows)."""
+
+    calls = 0
+
+    def _loss(self, logprobs, labels):
+        self.calls += 1
+        loss = super()._loss(logprobs, labels)
+        return loss * math.nan if self.calls > 4 else loss
+
+
+def test_nan_loss_stops_and_keeps_the_best(tmp_path, tiny_lm, task):
+    eng = engine_for(tiny_lm, task)
+    agent = _DivergesAfter(eng, task, SoftPromptConfig(lr=0.5, eval_every=1), out_dir=tmp_path)
+    agent.learn(100, progress=False)
+    assert agent.status == "non-finite-loss"
+    assert "NaN" in agent.message and "at step 5" in agent.message and "smaller lr" in agent.message
+    assert "best checkpoint" in agent.message
+    assert agent.extra["steps"] == 4 and len(agent.tracker.curve) == 5
+    best = max(agent.tracker.curve, key=lambda p: p.best_dev_accuracy)
+    assert agent.tracker.best.dev_accuracy == best.best_dev_accuracy
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "non-finite-loss" and summary["dev_accuracy"] == agent.tracker.best.dev_accuracy
+    embeds, _ = load_soft_prompt(tmp_path / "prompt.safetensors")
+    torch.testing.assert_close(embeds, agent.predict())
+
+
+class _InterruptAfter(SoftPromptTuning):
+    """Raises Ctrl-C's exception once some budget is spent, as a user pressing it would."""
+
+    def tick(self, train_score=None):
+        super().tick(train_score)
+        if self.budget.used >= 9:
+            raise KeyboardInterrupt
+
+
+def test_interrupt_leaves_the_best_and_the_summary(tmp_path, tiny_lm, task):
+    agent = _InterruptAfter(engine_for(tiny_lm, task), task, SoftPromptConfig(eval_every=1), out_dir=tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        agent.learn(100, progress=False)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["prompt_evals"] >= 9
+    assert (tmp_path / "prompt.safetensors").is_file()
+    assert len((tmp_path / "curve.csv").read_text().splitlines()) == 1 + len(agent.tracker.curve)
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"n_tokens": 0}, "n_tokens must be a positive integer, got 0"),
+    ({"placement": "middle"}, "placement 'middle' is not known; choose one of 'suffix', 'prefix'"),
+    ({"init": "text"}, "init='text' needs init_text"),
+    ({"optimizer": "sgd"}, "optimizer 'sgd' is not known"),
+    ({"lr": -1.0}, "lr must be a positive number"),
+    ({"batch_size": 0}, "batch_size must be a positive integer"),
+])
+def test_bad_options(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        SoftPromptConfig(**kwargs)
+
+
+def test_n_tokens_beyond_the_context(tiny_lm, task):
+    with pytest.raises(ConfigError, match=r"exceed the 256-token context of 'tiny-llama'; use n_tokens <= \d+"):
+        SoftPromptTuning(engine_for(tiny_lm, task), task, SoftPromptConfig(n_tokens=300))
+
+
+def test_bad_budget_and_unknown_method(tiny_lm, task):
+    with pytest.raises(ConfigError, match="budget must be a positive number of prompt evaluations, got 0"):
+        Budget(engine_for(tiny_lm, task), 0)
+    with pytest.raises(ConfigError, match="unknown method 'sof-prompt'; did you mean 'soft-prompt'"):
+        get_agent_class("sof-prompt")
+
+
+def test_peft_folder_errors(tmp_path, tiny_lm, task):
+    eng = engine_for(tiny_lm, task)
+    lora = tmp_path / "lora"
+    export_peft(torch.zeros(2, 32), lora)
+    cfg = json.loads((lora / "adapter_config.json").read_text())
+    (lora / "adapter_config.json").write_text(json.dumps({**cfg, "peft_type": "LORA"}))
+    with pytest.raises(ConfigError, match="holds a 'LORA' adapter, not a soft prompt"):
+        SoftPromptTuning.load(lora, eng, task)
+    wide = export_peft(torch.zeros(2, 64), tmp_path / "wide")
+    with pytest.raises(ConfigError, match="token_dim 64 but the LM's embeddings are 32-dimensional"):
+        SoftPromptTuning.load(wide, eng, task)
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(wide, corrupt)
+    (corrupt / "adapter_model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(DataError, match="is not a valid safetensors file"):
+        SoftPromptTuning.load(corrupt, eng, task)
+    garbage = tmp_path / "p.safetensors"
+    garbage.write_bytes(b"garbage")
+    with pytest.raises(DataError, match="is not a valid safetensors file"):
+        SoftPromptTuning.load(garbage, eng, task)
+    with pytest.raises(DataError, match="adapter_config.json is missing"):
+        SoftPromptTuning.load(tmp_path, eng, task)
+
+
+# -- rlprompt tune, end to end on SmolLM2 and the shared SST-2 ---------------------------------
+
+
+@pytest.mark.integration
+def test_tune_end_to_end_on_sst2(smollm, fsc16, tmp_path, capsys):
+    import argparse
+
+    from rlprompt.cli_tune import add_tune_args, run_tune
+
+    # the shared seed-42 train/dev, and the first 20 test examples (a full test pass is minutes on CPU)
+    data = tmp_path / "fsc16"
+    (data / "sst-2" / "42").mkdir(parents=True)
+    for name in ("train.tsv", "dev.tsv"):
+        shutil.copy(fsc16 / "sst-2" / "42" / name, data / "sst-2" / "42" / name)
+    lines = (fsc16 / "sst-2" / "test.tsv").read_text().splitlines()
+    (data / "sst-2" / "test.tsv").write_text("\n".join(lines[:21]) + "\n")
+
+    parser = argparse.ArgumentParser()
+    add_tune_args(parser)
+    out, peft_dir = tmp_path / "run", tmp_path / "peft"
+    args = parser.parse_args(["--task", "sst-2", "--data-dir", str(data), "--seed", "42", "--method", "soft-prompt",
+                              "--budget", "4", "--batch-size", "8", "--out", str(out), "--export-peft", str(peft_dir),
+                              "--placement", "suffix", "--no-progress"])
+    with pytest.warns(UserWarning, match="placement='suffix'"):
+        assert run_tune(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "soft-prompt" and summary["status"] == "completed"
+    assert summary["prompt_evals"] == 4 and 0 <= summary["test_accuracy"] <= 1
+    assert summary["extra"]["projection"]["metric"] == "cosine"
+    assert (peft_dir / "adapter_model.safetensors").is_file() and (out / "curve.csv").is_file()
+    assert "test accuracy" in capsys.readouterr().out
+    bad = parser.parse_args(["--task", "sst-2", "--data-dir", str(data), "--method", "random", "--lr", "0.1"])
+    with pytest.raises(ConfigError, match="--lr does not apply to --method random"):
+        run_tune(bad)
