@@ -70,7 +70,7 @@ class ScoringEngine:
         template: str | Template | None = None,
         *,
         max_batch_tokens: int = 16384,
-        cache_examples: int = 1024,
+        cache_examples: int = 512,
         max_packed_prompts: int = 64,
         normalize: Literal["vocab", "classes"] = "vocab",
     ) -> None:
