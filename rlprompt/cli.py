@@ -155,6 +155,9 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "eval": Command("score prompts on a task split (accuracy, per-class accuracy, reward)", add_eval_args, run_eval),
     "tasks": Command("list the known tasks and their verbalizers", add_tasks_args, run_tasks),
+    "train": Command("learn a prompt with an RL agent under a budget of prompt evaluations",
+                     lambda p: _lazy("rlprompt.cli_train", "add_train_args")(p),
+                     lambda a: _lazy("rlprompt.cli_train", "run_train")(a)),
     "tune": Command("find a prompt by gradient soft prompt tuning or a black-box baseline",
                     lambda p: _lazy("rlprompt.cli_tune", "add_tune_args")(p),
                     lambda a: _lazy("rlprompt.cli_tune", "run_tune")(a)),

@@ -285,7 +285,7 @@ class PromptEpisodes(ABC):
         elif self.state is None and self._uses_input_cache():
             # Build the inputs' caches now, so that what each step costs does not depend
             # on whether an earlier episode already built them.
-            self.engine.score([[]], self._texts)
+            self.engine.prepare(self._texts)
         self._cost = self.engine.counters - before
 
     def advance(self, step_input: np.ndarray) -> np.ndarray:

@@ -336,6 +336,19 @@ class ScoringEngine:
                 self._cached_rows -= old.n
         return cache
 
+    def prepare(self, texts: Sequence[str]) -> None:
+        """Build and keep the inputs' key/value caches now (no prompt is evaluated or counted).
+
+        Lets a caller pay the one-off input cost up front, so later per-step costs do not
+        depend on whether a cache already existed.
+        """
+        if not texts:
+            raise ConfigError("no examples to prepare")
+        if self.cacheable:
+            with self._timed(), torch.inference_mode():
+                for _, chunk in self._example_chunks(texts):
+                    self._input_cache(chunk)
+
     def clear_cache(self) -> None:
         """Drop every kept input cache (frees memory)."""
         self._caches.clear()

@@ -1,0 +1,330 @@
+"""Options of the RL agents (issue 5): one config dataclass per agent, TRL style.
+
+Every option is ``field(default=..., metadata={"help": ...})``; ``__post_init__``
+validates with a :class:`~rlprompt.errors.ConfigError` that says how to fix it. Field
+types are those the CLIs can parse (``str``/``int``/``float``/``bool``, enums and
+``X | None``), and this module imports no torch, so the CLIs can build options cheaply.
+
+- :class:`SQLConfig`: :class:`~rlprompt.agents.sql.SoftQLearning`.
+- :class:`PPOConfig`, :class:`A2CConfig`, :class:`MaskablePPOConfig`: SB3 agents on
+  discrete prompts; :class:`SoftPPOConfig`, :class:`SACConfig`, :class:`TD3Config`: on
+  soft prompts (:mod:`rlprompt.agents.sb3`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlprompt.agents.configs import AgentConfig, Placement, check_positive, enum_choice
+from rlprompt.errors import ConfigError
+
+
+def parse_layers(text: str, name: str = "net_arch") -> list[int]:
+    """``"64,64"`` -> ``[64, 64]``.
+
+    :raises ConfigError: anything but a comma-separated list of positive integers.
+    """
+    try:
+        sizes = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or any(n < 1 for n in sizes):
+        raise ConfigError(f"{name} must be comma-separated positive layer sizes such as '64,64', got {text!r}")
+    return sizes
+
+
+# -- soft Q-learning ----------------------------------------------------------------------
+
+
+class Reference(str, enum.Enum):
+    """The distribution Q-values are measured against (see the module docstring)."""
+
+    PRIOR = "prior"  # the LM's own next-token distribution: start at LM-prior sampling
+    UNIFORM = "uniform"  # uniform over the allowed tokens: RLPrompt's entropy regularisation
+
+
+class SQLLoss(str, enum.Enum):
+    """Which path-consistency objectives to use."""
+
+    MIXED = "mixed"  # single-step + multi-step (RLPrompt's default)
+    SINGLE = "single"
+    MULTI = "multi"
+
+
+class RewardNorm(str, enum.Enum):
+    """How raw training rewards are shaped before learning."""
+
+    BATCH = "batch"  # z-score within each training batch (RLPrompt)
+    RUNNING = "running"  # z-score with the mean and std of every reward seen so far
+    NONE = "none"  # raw rewards times reward_scale
+
+
+@dataclass
+class SQLConfig(AgentConfig):
+    """Options of :class:`SoftQLearning`."""
+
+    # -- the prompt ------------------------------------------------------------------
+    prompt_length: int = field(default=5, metadata={"help": "tokens per prompt (steps per episode)"})
+    reward: str = field(default="gap", metadata={
+        "help": "reward on the training examples (accuracy, log-likelihood, gap, ... or pkg.module:fn)"})
+    vocab: str = field(default="full", metadata={
+        "help": "tokens the policy may write: 'full' (every token but special ones and line breaks, as "
+                "lm-prior) or 'words' (the discrete env's whole-word list)"})
+    max_vocab: int | None = field(default=4096, metadata={"help": "cap on vocab='words'"})
+    examples_per_eval: int | None = field(default=None, metadata={
+        "help": "training examples each sampled prompt is scored on (drawn per round; default: all)"})
+    # -- the policy ------------------------------------------------------------------
+    context: str = field(default="{description}\n\n{example}", metadata={
+        "help": "what the LM reads before writing the prompt; {description} and {example} (a random "
+                "train input) are filled in"})
+    description: str | None = field(default=None, metadata={
+        "help": "task description (default: built from the class names, as lm-prior)"})
+    reference: Reference = field(default=Reference.PRIOR, metadata={
+        "help": "prior: Q-values tilt the LM's own distribution; uniform: RLPrompt's entropy regularisation"})
+    mlp_hidden: int = field(default=256, metadata={"help": "hidden width of the trainable MLP"})
+    # -- sampling --------------------------------------------------------------------
+    batch_size: int = field(default=32, metadata={"help": "prompts sampled (and scored) per round"})
+    top_k: int | None = field(default=None, metadata={"help": "sample among the k most likely tokens"})
+    # -- soft Q-learning ---------------------------------------------------------------
+    alpha: float = field(default=0.25, metadata={
+        "help": "temperature: the reward scale is 1/alpha (smaller = greedier policy)"})
+    sql_loss: SQLLoss = field(default=SQLLoss.MIXED, metadata={"help": "mixed, single or multi (path consistency)"})
+    reward_norm: RewardNorm = field(default=RewardNorm.BATCH, metadata={"help": "batch, running or none"})
+    reward_scale: float = field(default=1.0, metadata={"help": "multiplies the shaped reward"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the MLP"})
+    updates_per_round: int = field(default=4, metadata={"help": "gradient steps after each round"})
+    replay_size: int = field(default=4096, metadata={"help": "prompts kept in the replay buffer"})
+    replay_batch: int = field(default=32, metadata={"help": "off-policy prompts per gradient step (0: on-policy)"})
+    target_tau: float = field(default=0.05, metadata={"help": "Polyak rate of the target network"})
+    max_grad_norm: float = field(default=5.0, metadata={"help": "gradient clipping"})
+    # -- selection ---------------------------------------------------------------------
+    dev_top_k: int = field(default=8, metadata={
+        "help": "a prompt is checked on dev when its training reward is among the best k so far"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.reference = enum_choice(Reference, self.reference, "reference")
+        self.sql_loss = enum_choice(SQLLoss, self.sql_loss, "sql_loss")
+        self.reward_norm = enum_choice(RewardNorm, self.reward_norm, "reward_norm")
+        for name in ("prompt_length", "mlp_hidden", "batch_size", "updates_per_round", "replay_size", "dev_top_k"):
+            check_positive(getattr(self, name), name)
+        check_positive(self.top_k, "top_k", allow_none=True)
+        check_positive(self.max_vocab, "max_vocab", allow_none=True)
+        check_positive(self.examples_per_eval, "examples_per_eval", allow_none=True)
+        for name in ("alpha", "reward_scale", "lr", "max_grad_norm"):
+            check_positive(getattr(self, name), name, integer=False)
+        if isinstance(self.replay_batch, bool) or not isinstance(self.replay_batch, int) or self.replay_batch < 0:
+            raise ConfigError(f"replay_batch must be a non-negative integer, got {self.replay_batch!r}")
+        if not 0 < self.target_tau <= 1:
+            raise ConfigError(f"target_tau must lie in (0, 1], got {self.target_tau!r}")
+        if self.vocab not in ("full", "words"):
+            raise ConfigError(f"vocab {self.vocab!r} is not known; use 'full' or 'words'")
+        if self.batch_size < 2 and self.reward_norm is RewardNorm.BATCH:
+            raise ConfigError("reward_norm='batch' needs batch_size >= 2; raise batch_size or use 'running'")
+        try:
+            self.context.format(description="", example="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"context {self.context!r} is not a valid template ({exc}); use only "
+                              "{description} and {example}") from None
+
+
+
+# -- options ------------------------------------------------------------------------------
+
+
+@dataclass
+class RLConfig(AgentConfig):
+    """Options every SB3 agent has (the environment and the selection)."""
+
+    # -- the environment -------------------------------------------------------------------
+    prompt_length: int = field(default=5, metadata={"help": "prompt positions written per episode"})
+    reward: str = field(default="gap", metadata={
+        "help": "reward on the training examples (accuracy, log-likelihood, gap, ... or pkg.module:fn)"})
+    reward_mode: str = field(default="final", metadata={
+        "help": "final (one score per prompt) or dense (a score every step; costs n_envs evals per step)"})
+    n_envs: int = field(default=16, metadata={"help": "prompts written side by side (one engine call per step)"})
+    examples_per_episode: int | None = field(default=16, metadata={
+        "help": "training examples each episode's prompts are scored on (drawn per episode; None: all)"})
+    obs: str = field(default="tokens", metadata={"help": "tokens, or hidden (adds the LM's hidden state)"})
+    # -- the policy -----------------------------------------------------------------------
+    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    features_dim: int = field(default=128, metadata={"help": "size of the features extractor's output"})
+    net_arch: str = field(default="64", metadata={
+        "help": "hidden layers of the policy/value heads after the features extractor, e.g. '64,64'"})
+    # -- selection ------------------------------------------------------------------------
+    dev_top_k: int = field(default=8, metadata={
+        "help": "a prompt is checked on dev when its training score is among the best k so far"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("prompt_length", "n_envs", "features_dim", "dev_top_k"):
+            check_positive(getattr(self, name), name)
+        check_positive(self.examples_per_episode, "examples_per_episode", allow_none=True)
+        check_positive(self.learning_rate, "learning_rate", integer=False)
+        if self.reward_mode not in ("final", "dense"):
+            raise ConfigError(f"reward_mode {self.reward_mode!r} is not known; use 'final' or 'dense'")
+        if self.obs not in ("tokens", "hidden"):
+            raise ConfigError(f"obs {self.obs!r} is not known; use 'tokens' or 'hidden'")
+        parse_layers(self.net_arch)
+
+
+@dataclass
+class DiscreteRLConfig(RLConfig):
+    """Options of the discrete-prompt SB3 agents."""
+
+    vocab: str = field(default="words", metadata={"help": "candidate tokens: words or full (as the discrete env)"})
+    max_vocab: int | None = field(default=4096, metadata={"help": "cap on vocab='words'"})
+    tie_head: bool = field(default=False, metadata={
+        "help": "action head tied to the LM's output embeddings over the candidate vocabulary (learns slower; "
+                "similar tokens start alike)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.vocab not in ("words", "full"):
+            raise ConfigError(f"vocab {self.vocab!r} is not known; use 'words' or 'full'")
+        check_positive(self.max_vocab, "max_vocab", allow_none=True)
+
+
+@dataclass
+class SoftRLConfig(RLConfig):
+    """Options of the soft-prompt SB3 agents."""
+
+    placement: Placement = field(default=Placement.SUFFIX, metadata={
+        "help": "suffix (after the cached input) or prefix (before the input)"})
+    intrinsic_dim: int | None = field(default=32, metadata={
+        "help": "act in a d-dimensional random projection of the embedding space (None: the embedding space)"})
+    action_scale: float = field(default=2.0, metadata={"help": "embedding-table stds an action of 1 moves"})
+    projection_seed: int = field(default=0, metadata={"help": "seed of the fixed random projection"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.placement = enum_choice(Placement, self.placement, "placement")
+        check_positive(self.intrinsic_dim, "intrinsic_dim", allow_none=True)
+        check_positive(self.action_scale, "action_scale", integer=False)
+
+    @property
+    def n_tokens(self) -> int:
+        """Soft tokens per prompt (= ``prompt_length``)."""
+        return self.prompt_length
+
+
+@dataclass
+class _PPOOptions:
+    n_steps: int = field(default=10, metadata={
+        "help": "steps per env per rollout (rollout = n_steps * n_envs; 2 episodes of 5 tokens by default)"})
+    batch_size: int = field(default=80, metadata={"help": "minibatch size"})
+    n_epochs: int = field(default=4, metadata={"help": "passes over each rollout"})
+    gamma: float = field(default=1.0, metadata={"help": "discount (episodes are short: 1)"})
+    gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda"})
+    clip_range: float = field(default=0.2, metadata={"help": "PPO clip range"})
+    ent_coef: float = field(default=0.01, metadata={"help": "entropy bonus"})
+    vf_coef: float = field(default=0.5, metadata={"help": "value loss weight"})
+
+    def _check_ppo(self) -> None:
+        for name in ("n_steps", "batch_size", "n_epochs"):
+            check_positive(getattr(self, name), name)
+        if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ConfigError(f"gamma must lie in (0, 1] and gae_lambda in [0, 1]; got {self.gamma}, {self.gae_lambda}")
+
+    def algo_kwargs(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda",
+                                              "clip_range", "ent_coef", "vf_coef")}
+
+
+@dataclass
+class PPOConfig(DiscreteRLConfig, _PPOOptions):
+    """Options of :class:`PPOAgent` (discrete prompts)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_ppo()
+
+
+@dataclass
+class MaskablePPOConfig(PPOConfig):
+    """Options of :class:`MaskablePPOAgent` (tokens already in the prompt are masked)."""
+
+
+@dataclass
+class A2CConfig(DiscreteRLConfig):
+    """Options of :class:`A2CAgent` (discrete prompts)."""
+
+    n_steps: int = field(default=5, metadata={"help": "steps per env per update (one episode by default)"})
+    gamma: float = field(default=1.0, metadata={"help": "discount"})
+    gae_lambda: float = field(default=1.0, metadata={"help": "GAE lambda"})
+    ent_coef: float = field(default=0.01, metadata={"help": "entropy bonus"})
+    vf_coef: float = field(default=0.5, metadata={"help": "value loss weight"})
+    normalize_advantage: bool = field(default=True, metadata={
+        "help": "normalise advantages per update (rewards of prompts differ by little)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self.n_steps, "n_steps")
+
+    def algo_kwargs(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("n_steps", "gamma", "gae_lambda", "ent_coef", "vf_coef",
+                                              "normalize_advantage")}
+
+
+@dataclass
+class SoftPPOConfig(SoftRLConfig, _PPOOptions):
+    """Options of :class:`SoftPPOAgent` (soft prompts)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_ppo()
+
+
+@dataclass
+class _OffPolicyOptions:
+    buffer_size: int = field(default=20_000, metadata={"help": "replay buffer transitions"})
+    learning_starts: int = field(default=160, metadata={"help": "transitions collected before learning"})
+    batch_size: int = field(default=128, metadata={"help": "minibatch size"})
+    tau: float = field(default=0.02, metadata={"help": "Polyak rate of the target networks"})
+    gamma: float = field(default=1.0, metadata={"help": "discount"})
+    train_freq: int = field(default=5, metadata={"help": "env steps between updates (one episode by default)"})
+    gradient_steps: int = field(default=8, metadata={"help": "gradient steps per update"})
+
+    def _check_off_policy(self) -> None:
+        for name in ("buffer_size", "batch_size", "train_freq", "gradient_steps"):
+            check_positive(getattr(self, name), name)
+        if not 0 < self.tau <= 1 or not 0 < self.gamma <= 1:
+            raise ConfigError(f"tau and gamma must lie in (0, 1]; got {self.tau}, {self.gamma}")
+
+    def algo_kwargs(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("buffer_size", "learning_starts", "batch_size", "tau", "gamma",
+                                              "train_freq", "gradient_steps")}
+
+
+@dataclass
+class SACConfig(SoftRLConfig, _OffPolicyOptions):
+    """Options of :class:`SACAgent` (soft prompts)."""
+
+    ent_coef: float = field(default=0.01, metadata={"help": "entropy coefficient (the start value with auto_entropy)"})
+    auto_entropy: bool = field(default=False, metadata={
+        "help": "learn the entropy coefficient (SB3's 'auto'; explores longer than a short budget allows)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_off_policy()
+        check_positive(self.ent_coef, "ent_coef", integer=False)
+
+    def algo_kwargs(self) -> dict[str, Any]:
+        coef = f"auto_{self.ent_coef}" if self.auto_entropy else self.ent_coef
+        return {**super().algo_kwargs(), "ent_coef": coef}
+
+
+@dataclass
+class TD3Config(SoftRLConfig, _OffPolicyOptions):
+    """Options of :class:`TD3Agent` (soft prompts)."""
+
+    action_noise: float = field(default=0.2, metadata={"help": "std of the Gaussian exploration noise"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_off_policy()
+        check_positive(self.action_noise, "action_noise", integer=False)
+
+

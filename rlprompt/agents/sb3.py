@@ -1,0 +1,463 @@
+"""Stable-baselines3 agents on the prompt environments: PPO, A2C and MaskablePPO write
+discrete prompts; PPO, SAC and TD3 write soft prompts.
+
+Every agent trains SB3's own algorithm on :class:`~rlprompt.envs.SB3VecEnv` over a
+:class:`~rlprompt.envs.PromptVectorEnv`, so ``n_envs`` prompts are written side by side
+and scored with ONE engine call per step. Defaults suit this problem: episodes of
+``prompt_length`` steps and an expensive reward (rollouts of tens to hundreds of steps,
+not SB3's 2,048).
+
+Budget and selection (:class:`BudgetCallback`): the engine's counters are checked after
+every step; learning stops before an episode batch would overrun the budget. Each
+finished prompt's training score is known from the env; those entering the running top
+``dev_top_k`` are scored on dev (1 prompt evaluation each) for best-on-dev selection, and
+what budget is left at the end goes to dev checks of the best-scored prompts not yet
+checked. A final-reward episode batch costs ``n_envs`` prompt evaluations plus 1 for the
+next batch's example cache (see :mod:`rlprompt.envs.core`); a dense one ``n_envs`` per step.
+
+Logs: SB3's logger writes ``progress.csv`` (and TensorBoard event files when
+``tensorboard`` is installed) into ``out_dir``. Saving: the prompt (JSON or safetensors,
+as :class:`~rlprompt.agents.kinds.DiscreteAgent`/``SoftAgent``) and the policy's weights
+as ``<name>.policy.safetensors`` (never pickle; the frozen LM's tables are not in it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+
+from rlprompt.agents.base import BaseAgent
+from rlprompt.agents.configs import AgentConfig
+from rlprompt.agents.kinds import DiscreteAgent, SoftAgent
+from rlprompt.agents.rl_configs import (
+    A2CConfig,
+    DiscreteRLConfig,
+    MaskablePPOConfig,
+    PPOConfig,
+    RLConfig,
+    SACConfig,
+    SoftPPOConfig,
+    SoftRLConfig,
+    TD3Config,
+    parse_layers,
+)
+from rlprompt.agents.tracking import TopKGate
+from rlprompt.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from rlprompt.lm import ScoringEngine
+    from rlprompt.tasks import Task
+
+__all__ = [
+    "A2CAgent", "A2CConfig", "BudgetCallback", "MaskablePPOAgent", "MaskablePPOConfig", "PPOAgent", "PPOConfig",
+    "SACAgent", "SACConfig", "SB3Agent", "SoftPPOAgent", "SoftPPOConfig", "TD3Agent", "TD3Config",
+    "DiscreteRLConfig", "RLConfig", "SoftRLConfig",
+]
+
+A = TypeVar("A", bound="SB3Agent")
+
+
+def tensorboard_available() -> bool:
+    """True when the ``tensorboard`` package is importable (SB3 then also writes event files)."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+# -- budget, selection and logging ----------------------------------------------------------
+
+
+class BudgetCallback(BaseCallback):
+    """Stops SB3's loop before the budget runs out and offers finished prompts for dev selection.
+
+    :param agent: the agent whose budget and tracker to use.
+    """
+
+    def __init__(self, agent: SB3Agent) -> None:
+        super().__init__()
+        self.agent = agent
+
+    def _on_step(self) -> bool:
+        dones = self.locals.get("dones")
+        infos = self.locals.get("infos") or []
+        if dones is None or not np.any(dones):
+            return True
+        finals = [(info["terminal_observation"], info.get("score")) for info in infos if "terminal_observation" in info]
+        self.agent._offer_finished(finals)
+        return self.agent._room_for_another_batch()
+
+
+# -- the agents -----------------------------------------------------------------------------
+
+
+class SB3Agent(BaseAgent):
+    """What the SB3 agents share: the env, the algorithm, the budgeted loop, saving.
+
+    A subclass sets :attr:`algo_name`, its config class and a prompt kind (mixing in
+    :class:`~rlprompt.agents.kinds.DiscreteAgent` or ``SoftAgent``).
+
+    :param engine: the scoring engine (shared by the env: one cache, one set of counters).
+    :param task: the task: learns on ``train``, selects on ``dev``.
+    :param config: the agent's config.
+    :param out_dir: where to write the curve, the logs, the best prompt, the policy and the summary.
+    """
+
+    algo_name: ClassVar[str] = ""
+    space: ClassVar[str] = ""
+    config: RLConfig
+
+    def __init__(self, engine: ScoringEngine, task: Task, config: AgentConfig | None = None, *,
+                 out_dir: str | Path | None = None) -> None:
+        super().__init__(engine, task, config, out_dir=out_dir)
+        from rlprompt.envs import PromptVectorEnv, SB3VecEnv
+
+        cfg = self.config
+        self.env = self._make_env()
+        self.venv = SB3VecEnv(PromptVectorEnv(cfg.n_envs, self.env))
+        self.model = self._make_model()
+        self.gate = TopKGate(cfg.dev_top_k)
+        self.scored: dict[Any, tuple[Any, float]] = {}  # key -> (prompt, training score), not yet on dev
+        self.on_dev: set[Any] = set()
+        self.episodes = 0
+
+    # -- what a subclass provides -------------------------------------------------------------
+
+    def _make_env(self) -> Any:
+        raise NotImplementedError
+
+    def _algo_class(self) -> Any:
+        raise NotImplementedError
+
+    def _policy(self) -> tuple[Any, dict[str, Any]]:
+        """The SB3 policy class (or alias) and its keyword arguments."""
+        raise NotImplementedError
+
+    def _prompt_from_obs(self, obs: dict[str, np.ndarray]) -> tuple[Any, Any]:
+        """A finished prompt (as :meth:`score` takes it) and a hashable key, from a final observation."""
+        raise NotImplementedError
+
+    def _algo_kwargs(self) -> dict[str, Any]:
+        kwargs = self.config.algo_kwargs()  # type: ignore[attr-defined]
+        if "n_steps" in kwargs and "batch_size" in kwargs:  # a minibatch no larger than the rollout
+            kwargs["batch_size"] = min(kwargs["batch_size"], kwargs["n_steps"] * self.config.n_envs)
+        return kwargs
+
+    # -- the pieces ----------------------------------------------------------------------------
+
+    def _make_model(self) -> Any:
+        policy, policy_kwargs = self._policy()
+        kwargs = self._algo_kwargs()
+        return self._algo_class()(
+            policy, self.venv, learning_rate=self.config.learning_rate, policy_kwargs=policy_kwargs,
+            seed=self.config.seed, device=str(self.engine.device), verbose=0, **kwargs,
+        )
+
+    def _extractor_kwargs(self, vocab: np.ndarray | None) -> dict[str, Any]:
+        from rlprompt.agents.policies import LMFeaturesExtractor
+
+        return {
+            "features_extractor_class": LMFeaturesExtractor,
+            "features_extractor_kwargs": {"embedding": self.engine.lm.input_embeddings(), "vocab": vocab,
+                                          "features_dim": self.config.features_dim},
+            "net_arch": parse_layers(self.config.net_arch),
+        }
+
+    def _episode_batch_cost(self) -> int:
+        n = self.config.n_envs
+        return n * self.config.prompt_length + n if self.config.reward_mode == "dense" else n + 1
+
+    def _room_for_another_batch(self) -> bool:
+        assert self.budget is not None
+        return self.budget.remaining >= self._episode_batch_cost()
+
+    def _offer_finished(self, finals: list[tuple[dict[str, np.ndarray], float | None]]) -> None:
+        """Finished prompts with their training scores: check the promising ones on dev."""
+        assert self.budget is not None
+        self.episodes += len(finals)
+        fresh: list[tuple[Any, Any, float]] = []
+        for obs, score in finals:
+            if score is None:
+                continue
+            prompt, key = self._prompt_from_obs(obs)
+            if key in self.on_dev or any(key == k for k, _, _ in fresh):
+                continue
+            fresh.append((key, prompt, float(score)))
+        chosen = self.gate.admit([s for _, _, s in fresh])
+        for i, (key, prompt, score) in enumerate(fresh):
+            if i not in chosen:
+                best = self.scored.get(key)
+                if best is None or best[1] < score:
+                    self.scored[key] = (prompt, score)
+        self._to_dev([(key, prompt, score) for i, (key, prompt, score) in enumerate(fresh) if i in chosen])
+        self.tick(max((s for _, _, s in fresh), default=None))
+
+    def _to_dev(self, items: list[tuple[Any, Any, float]]) -> None:
+        assert self.budget is not None
+        items = items[: self.budget.remaining]
+        if not items:
+            return
+        for key, _, _ in items:
+            self.on_dev.add(key)
+            self.scored.pop(key, None)
+        self.evaluate_dev(self._stack([p for _, p, _ in items]), train_scores=[s for _, _, s in items])
+
+    def _stack(self, prompts: list[Any]) -> Any:
+        return prompts
+
+    def _setup_logger(self) -> None:
+        from stable_baselines3.common.logger import configure
+
+        formats = ["csv"] + (["tensorboard"] if tensorboard_available() else [])
+        if self.out_dir is not None:
+            self.model.set_logger(configure(str(self.out_dir / "logs"), formats))
+
+    def _learn(self) -> None:
+        assert self.budget is not None
+        if self.budget.remaining < self._episode_batch_cost() + 1:
+            raise ConfigError(
+                f"a budget of {self.budget.remaining} prompt evaluations cannot pay for one batch of "
+                f"{self.config.n_envs} episodes ({self._episode_batch_cost() + 1}); raise the budget or lower n_envs"
+            )
+        self._setup_logger()
+        self.model.learn(total_timesteps=10**12, callback=BudgetCallback(self), reset_num_timesteps=False,
+                         progress_bar=False)
+        # What is left goes to dev checks of the best-scored prompts not yet checked.
+        rest = sorted(self.scored.items(), key=lambda kv: kv[1][1], reverse=True)
+        self._to_dev([(key, prompt, score) for key, (prompt, score) in rest[: self.budget.remaining]])
+        self.extra.update({"episodes": self.episodes, "timesteps": int(self.model.num_timesteps)})
+
+    # -- saving -----------------------------------------------------------------------------
+
+    @staticmethod
+    def policy_path(path: str | Path) -> Path:
+        """``x/prompt.json`` -> ``x/prompt.policy.safetensors``."""
+        path = Path(path)
+        return path.with_name(path.stem + ".policy.safetensors")
+
+    def save(self, path: str | Path) -> Path:
+        """Write the selected prompt at ``path`` and the policy's weights beside it (safetensors)."""
+        from safetensors.torch import save_model
+
+        out = super().save(path)  # type: ignore[safe-super]
+        policy = self.policy_path(out)
+        tmp = policy.with_name(policy.name + ".tmp")
+        # save_model drops the aliases of shared tensors (SB3's pi/vf features extractors).
+        save_model(self.model.policy, str(tmp), metadata={"format": f"rlprompt-sb3-{self.algo_name}",
+                                                          "config": json.dumps(self.config.as_dict())})
+        tmp.replace(policy)
+        return out
+
+    @classmethod
+    def load(cls: type[A], path: str | Path, engine: ScoringEngine, task: Task, **kwargs: Any) -> A:
+        """An agent with the prompt (and, when saved, the policy weights) at ``path``.
+
+        :param path: the prompt file written by :meth:`save`.
+        :param engine: the scoring engine.
+        :param task: the task.
+        :param kwargs: passed to the constructor (``out_dir``).
+        :raises DataError: missing or malformed files.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_model
+
+        agent = super().load(path, engine, task, **kwargs)  # type: ignore[misc]
+        policy = cls.policy_path(path)
+        if policy.exists():
+            try:
+                load_model(agent.model.policy, str(policy), device=str(engine.device))
+            except (SafetensorError, OSError, RuntimeError) as exc:
+                raise DataError(f"cannot read the policy {str(policy)!r}: {exc}") from None
+        return agent
+
+
+class _DiscreteSB3(SB3Agent, DiscreteAgent):
+    """An SB3 agent on :class:`~rlprompt.envs.DiscretePromptEnv`."""
+
+    space: ClassVar[str] = "discrete"
+    config: DiscreteRLConfig
+    policy_class: ClassVar[str] = "actor-critic"
+
+    def _make_env(self) -> Any:
+        from rlprompt.envs import DiscretePromptEnv
+
+        cfg = self.config
+        return DiscretePromptEnv(
+            self.task, engine=self.engine, prompt_length=cfg.prompt_length, vocab=cfg.vocab,
+            max_vocab=cfg.max_vocab, reward=cfg.reward, reward_mode=cfg.reward_mode,  # type: ignore[arg-type]
+            examples_per_episode=self._examples(), split="train", obs=cfg.obs,  # type: ignore[arg-type]
+        )
+
+    def _examples(self) -> int | None:
+        n = self.config.examples_per_episode
+        return None if n is None or n >= len(self.task.texts("train")) else n
+
+    def _policy(self) -> tuple[Any, dict[str, Any]]:
+        from rlprompt.agents.policies import LMActorCriticPolicy, LMMaskableActorCriticPolicy
+
+        kwargs = self._extractor_kwargs(self.env.vocab)
+        kwargs.update(tie_head=self.config.tie_head, output_embeddings=self.engine.model.get_output_embeddings().weight,
+                      vocab=self.env.vocab)
+        cls = LMMaskableActorCriticPolicy if self.policy_class == "maskable" else LMActorCriticPolicy
+        return cls, kwargs
+
+    def _prompt_from_obs(self, obs: dict[str, np.ndarray]) -> tuple[Any, Any]:
+        tokens = tuple(int(t) for t in self.env.vocab[np.asarray(obs["prompt"], dtype=np.int64)])
+        return list(tokens), tokens
+
+
+class PPOAgent(_DiscreteSB3):
+    """PPO (stable-baselines3) writing discrete prompts, with the LM-aware policy.
+
+    :param engine: the scoring engine.
+    :param task: the task.
+    :param config: a :class:`PPOConfig`.
+    :param out_dir: where to write outputs.
+    """
+
+    name: ClassVar[str] = "ppo"
+    algo_name: ClassVar[str] = "ppo"
+    config_class: ClassVar[type[AgentConfig]] = PPOConfig
+
+    def _algo_class(self) -> Any:
+        from stable_baselines3 import PPO
+
+        return PPO
+
+
+class A2CAgent(_DiscreteSB3):
+    """A2C (stable-baselines3) writing discrete prompts.
+
+    :param engine: the scoring engine.
+    :param task: the task.
+    :param config: an :class:`A2CConfig`.
+    :param out_dir: where to write outputs.
+    """
+
+    name: ClassVar[str] = "a2c"
+    algo_name: ClassVar[str] = "a2c"
+    config_class: ClassVar[type[AgentConfig]] = A2CConfig
+
+    def _algo_class(self) -> Any:
+        from stable_baselines3 import A2C
+
+        return A2C
+
+
+class MaskablePPOAgent(_DiscreteSB3):
+    """MaskablePPO (sb3-contrib) writing discrete prompts; a token is not written twice.
+
+    :param engine: the scoring engine.
+    :param task: the task.
+    :param config: a :class:`MaskablePPOConfig`.
+    :param out_dir: where to write outputs.
+    """
+
+    name: ClassVar[str] = "maskable-ppo"
+    algo_name: ClassVar[str] = "maskable-ppo"
+    config_class: ClassVar[type[AgentConfig]] = MaskablePPOConfig
+    policy_class: ClassVar[str] = "maskable"
+
+    def _algo_class(self) -> Any:
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO
+
+
+class _SoftSB3(SB3Agent, SoftAgent):
+    """An SB3 agent on :class:`~rlprompt.envs.SoftPromptEnv` (one soft token per step)."""
+
+    space: ClassVar[str] = "soft"
+    config: SoftRLConfig
+
+    def _make_env(self) -> Any:
+        from rlprompt.envs import SoftPromptEnv
+
+        cfg = self.config
+        n = cfg.examples_per_episode
+        return SoftPromptEnv(
+            self.task, engine=self.engine, prompt_length=cfg.prompt_length, intrinsic_dim=cfg.intrinsic_dim,
+            action_scale=cfg.action_scale, projection_seed=cfg.projection_seed,
+            placement=cfg.placement.value, reward=cfg.reward, reward_mode=cfg.reward_mode,  # type: ignore[arg-type]
+            examples_per_episode=None if n is None or n >= len(self.task.texts("train")) else n,
+            split="train", obs=cfg.obs,  # type: ignore[arg-type]
+        )
+
+    def _policy(self) -> tuple[Any, dict[str, Any]]:
+        return "MultiInputPolicy", self._extractor_kwargs(None)
+
+    def _prompt_from_obs(self, obs: dict[str, np.ndarray]) -> tuple[Any, Any]:
+        actions = np.asarray(obs["prompt"], dtype=np.float32).reshape(self.config.prompt_length, -1)
+        embeds = self.env.action_map(actions).detach().float().cpu()  # [T, H]
+        return embeds, actions.tobytes()
+
+    def _stack(self, prompts: list[Any]) -> Any:
+        return torch.stack(prompts)
+
+
+class SoftPPOAgent(_SoftSB3):
+    """PPO (stable-baselines3) writing soft prompts.
+
+    :param engine: the scoring engine.
+    :param task: the task.
+    :param config: a :class:`SoftPPOConfig`.
+    :param out_dir: where to write outputs.
+    """
+
+    name: ClassVar[str] = "ppo-soft"
+    algo_name: ClassVar[str] = "ppo"
+    config_class: ClassVar[type[AgentConfig]] = SoftPPOConfig
+
+    def _algo_class(self) -> Any:
+        from stable_baselines3 import PPO
+
+        return PPO
+
+
+class SACAgent(_SoftSB3):
+    """SAC (stable-baselines3) writing soft prompts.
+
+    :param engine: the scoring engine.
+    :param task: the task.
+    :param config: a :class:`SACConfig`.
+    :param out_dir: where to write outputs.
+    """
+
+    name: ClassVar[str] = "sac"
+    algo_name: ClassVar[str] = "sac"
+    config_class: ClassVar[type[AgentConfig]] = SACConfig
+
+    def _algo_class(self) -> Any:
+        from stable_baselines3 import SAC
+
+        return SAC
+
+
+class TD3Agent(_SoftSB3):
+    """TD3 (stable-baselines3) writing soft prompts.
+
+    :param engine: the scoring engine.
+    :param task: the task.
+    :param config: a :class:`TD3Config`.
+    :param out_dir: where to write outputs.
+    """
+
+    name: ClassVar[str] = "td3"
+    algo_name: ClassVar[str] = "td3"
+    config_class: ClassVar[type[AgentConfig]] = TD3Config
+
+    def _algo_class(self) -> Any:
+        from stable_baselines3 import TD3
+
+        return TD3
+
+    def _algo_kwargs(self) -> dict[str, Any]:
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        dim = int(np.prod(self.env.action_space.shape))
+        noise = NormalActionNoise(np.zeros(dim), np.full(dim, self.config.action_noise))  # type: ignore[attr-defined]
+        return {**super()._algo_kwargs(), "action_noise": noise}

@@ -1,0 +1,472 @@
+"""Soft Q-learning for discrete prompts (RLPrompt, Deng et al. 2022), written top to bottom.
+
+## The policy
+
+RLPrompt's policy is a frozen LM with a small trainable MLP: the LM reads a context and
+the prompt so far; the MLP maps its last hidden state ``h`` to token logits, which soft
+Q-learning treats as Q-values. Here the frozen LM is the task LM itself (shared, never
+copied) and the Q-values are measured against a *reference* distribution::
+
+    Q_theta(s, a) = MLP_theta(h_s) . W_a          (W: the LM's own output embeddings)
+    pi(a | s)     ~ ref(a | s) * exp(Q_theta(s, a) / alpha)
+    V_theta(s)    = alpha * log sum_a ref(a | s) * exp(Q_theta(s, a) / alpha)
+
+With ``reference="prior"`` (default) ``ref`` is the LM's own next-token distribution after
+the context, so the MLP's last layer starts at zero and the first policy IS LM-prior
+sampling (:class:`~rlprompt.agents.lm_prior.LMPriorSampling`, with the same context: a
+task description and a random training input); learning tilts it towards prompts with a
+high reward. This is soft Q-learning with a KL penalty to the prior in place of the
+entropy bonus. With ``reference="uniform"`` ``ref`` is uniform over the allowed tokens:
+RLPrompt's entropy-regularised setting, starting from a uniform policy.
+
+## The loss (Guo et al. 2021, "Efficient (soft) Q-learning for text generation")
+
+An episode writes T tokens; the reward R (the task reward of the finished prompt on the
+training examples, z-scored) comes at the last step. With A_theta = Q_theta - V_theta
+and a Polyak-averaged target network (bar):
+
+- single-step path consistency: ``A_theta(s_t, a_t) = r_t + Vbar(s_{t+1}) - Vbar(s_t)``
+- multi-step path consistency:  ``sum_{l >= t} A_theta(s_l, a_l) = R - Vbar(s_t)``
+
+both as squared errors (``loss="mixed"``, RLPrompt's default, or either one alone),
+on the freshly sampled prompts (on-policy) plus a batch from a replay buffer of every
+prompt scored so far (off-policy). The frozen LM's hidden states of every step are kept
+in the buffer, so an update runs only the MLP and one product with the output embeddings.
+
+## Budget
+
+Each sampled prompt scored on the training examples costs one prompt evaluation; a prompt
+sampled again reuses its reward (no cost). Prompts whose training reward enters the
+running top ``dev_top_k`` are scored on dev (one more each) for best-on-dev selection.
+Sampling costs no prompt evaluation; its LM tokens are charged as forward tokens.
+
+## Logs
+
+With ``out_dir``: ``curve.csv`` (dev evaluations) and ``logs/progress.csv`` (per round:
+``train/loss``, ``train/reward_mean``, ``train/reward_max``, ``train/new_prompts``,
+``budget/prompt_evals``; TensorBoard event files too when ``tensorboard`` is installed).
+
+## Saving
+
+:meth:`SoftQLearning.save` writes the kept prompts as JSON and the MLP as safetensors
+(``<name>.policy.safetensors``, options in its metadata); no pickle.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlprompt.agents.configs import AgentConfig
+from rlprompt.agents.kinds import DiscreteAgent
+from rlprompt.agents.rl_configs import Reference, RewardNorm, SQLConfig, SQLLoss
+from rlprompt.agents.tracking import TopKGate
+from rlprompt.errors import ConfigError, DataError
+
+__all__ = ["QNetwork", "Reference", "Replay", "RewardNorm", "SQLConfig", "SQLLoss", "SoftQLearning"]
+
+if TYPE_CHECKING:
+    from rlprompt.lm import ScoringEngine
+    from rlprompt.tasks import Task
+
+A = TypeVar("A", bound="SoftQLearning")
+MAX_STALE_ROUNDS = 20
+
+
+class QNetwork(nn.Module):
+    """The trainable part: ``Q(s, .) = MLP(h_s) @ W.T`` over the LM's vocabulary.
+
+    The output embeddings ``W`` [V, H] are the frozen LM's own (held by reference, not a
+    parameter: never copied, never saved). The last layer starts at zero, so Q = 0.
+
+    :param head_weight: the LM's output embedding matrix [V, H] (frozen).
+    :param hidden: hidden width of the MLP.
+    """
+
+    def __init__(self, head_weight: torch.Tensor, hidden: int = 256) -> None:
+        super().__init__()
+        size = int(head_weight.shape[1])
+        self.mlp = nn.Sequential(nn.Linear(size, hidden), nn.GELU(), nn.Linear(hidden, size))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+        self._head = [head_weight]  # a list keeps it out of parameters() and state_dict()
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Q-values [B, V] of LM hidden states [B, H]."""
+        w = self._head[0]
+        return self.mlp(h.to(w.dtype)).float() @ w.float().T
+
+
+@dataclass
+class Replay:
+    """Scored prompts: the LM's hidden state at each step, the actions and the raw reward.
+
+    :param capacity: the most prompts kept (oldest dropped first).
+    """
+
+    capacity: int
+    hidden: list[torch.Tensor] = field(default_factory=list)  # each [T, H]
+    actions: list[torch.Tensor] = field(default_factory=list)  # each [T]
+    rewards: list[float] = field(default_factory=list)
+
+    def add(self, hidden: torch.Tensor, actions: torch.Tensor, rewards: list[float]) -> None:
+        for i in range(hidden.shape[0]):
+            self.hidden.append(hidden[i])
+            self.actions.append(actions[i])
+            self.rewards.append(float(rewards[i]))
+        extra = len(self.rewards) - self.capacity
+        if extra > 0:
+            del self.hidden[:extra], self.actions[:extra], self.rewards[:extra]
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx = rng.integers(len(self.rewards), size=n)
+        return (torch.stack([self.hidden[i] for i in idx]), torch.stack([self.actions[i] for i in idx]),
+                torch.tensor([self.rewards[i] for i in idx]))
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+
+class SoftQLearning(DiscreteAgent):
+    """RLPrompt's soft Q-learning agent; see the module docstring.
+
+    :param engine: the scoring engine (its causal LM is also the frozen policy LM).
+    :param task: the task: learns on ``train``, selects on ``dev``.
+    :param config: an :class:`SQLConfig`.
+    :param out_dir: where to write the curve, the best prompt, the policy and the summary.
+    :raises ConfigError: a masked LM (the policy writes left to right).
+    """
+
+    name: ClassVar[str] = "sql"
+    config_class: ClassVar[type[AgentConfig]] = SQLConfig
+    config: SQLConfig
+    space: ClassVar[str] = "discrete"
+
+    def __init__(self, engine: ScoringEngine, task: Task, config: AgentConfig | None = None, *,
+                 out_dir: str | Path | None = None) -> None:
+        super().__init__(engine, task, config, out_dir=out_dir)
+        from rlprompt.agents.lm_prior import banned_tokens, default_description
+
+        if engine.masked:
+            raise ConfigError(f"soft Q-learning writes prompts left to right with a causal LM; "
+                              f"{engine.lm.name!r} is a masked LM")
+        cfg = self.config
+        model = engine.model
+        self.decoder = model.get_decoder()
+        self.head_weight = model.get_output_embeddings().weight  # [V, H], shared with the LM
+        vocab_size = int(self.head_weight.shape[0])
+        banned = torch.zeros(vocab_size, dtype=torch.bool)
+        banned[banned_tokens(engine.tokenizer, vocab_size)] = True
+        if cfg.vocab == "words":
+            from rlprompt.envs.vocab import candidate_vocab
+
+            allowed = torch.from_numpy(candidate_vocab(engine.tokenizer, vocab_size, "words", cfg.max_vocab))
+            banned = torch.ones(vocab_size, dtype=torch.bool)
+            banned[allowed] = False
+        self.banned = banned.to(engine.device)
+        self.description = cfg.description or default_description(task)
+        self._cache_kw = "cache" if "cache" in inspect.signature(self.decoder.forward).parameters else "past_key_values"
+        # -- seeding: every random draw of the agent comes from these ------------------------------
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        # -- networks ------------------------------------------------------------------------------
+        self.q_net = QNetwork(self.head_weight, cfg.mlp_hidden).to(engine.device)
+        self.q_target = copy.deepcopy(self.q_net)
+        self.q_target._head = self.q_net._head  # share the LM table, never copy it
+        self.q_target.requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.lr)
+        self.replay = Replay(cfg.replay_size)
+        self.updates = 0
+        self._reward_stats = [0, 0.0, 0.0]  # count, mean, M2 (Welford), for reward_norm="running"
+
+    # -- the policy ---------------------------------------------------------------------------
+
+    def _reference(self, h: torch.Tensor) -> torch.Tensor:
+        """log ref(a | s) [B, V] (banned tokens at -inf)."""
+        if self.config.reference is Reference.PRIOR:
+            logits = h.to(self.head_weight.dtype) @ self.head_weight.T
+            logits = logits.float().masked_fill(self.banned, float("-inf"))
+            return torch.log_softmax(logits, -1)
+        n_allowed = int((~self.banned).sum())
+        ref = torch.full((h.shape[0], self.banned.numel()), -math.log(n_allowed), device=h.device)
+        return ref.masked_fill(self.banned, float("-inf"))
+
+    def policy_logits(self, h: torch.Tensor, q_net: nn.Module | None = None,
+                      ref: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unnormalised log pi [B, V] and Q-values [B, V] at LM hidden states h [B, H].
+
+        :param h: the LM's last hidden states [B, H].
+        :param q_net: the network to use (default: the online one).
+        :param ref: ``log ref(. | s)`` [B, V] when already computed.
+        """
+        if ref is None:
+            with torch.no_grad():
+                ref = self._reference(h)
+        q = (q_net or self.q_net)(h)
+        return ref + q / self.config.alpha, q
+
+    def _contexts(self, n: int) -> list[str]:
+        train = self.task.texts("train")
+        return [self.config.context.format(description=self.description, example=train[i])
+                for i in self.rng.integers(len(train), size=n)]
+
+    @torch.no_grad()
+    def sample(self, n: int, greedy: bool = False) -> tuple[list[list[int]], torch.Tensor, torch.Tensor]:
+        """Write ``n`` prompts with the current policy (one batched LM pass per token).
+
+        :param n: prompts to write.
+        :param greedy: take the most likely token instead of sampling.
+        :returns: token ids (lists), the LM's hidden state before each token [n, T, H]
+            (float32, CPU) and the token ids as a tensor [n, T].
+        """
+        lm, cfg = self.engine.lm, self.config
+        tok = lm.tokenizer
+        seqs = [tok(c).input_ids for c in self._contexts(n)]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((n, width), tok.pad_token_id if tok.pad_token_id is not None else 0, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for i, s in enumerate(seqs):  # left padding: every row ends at its last context token
+            ids[i, width - len(s):] = torch.tensor(s)
+            mask[i, width - len(s):] = 1
+        ids, mask = ids.to(lm.device), mask.to(lm.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.decoder(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        cost = {"forward_tokens": int(ids.numel()), "forward_calls": 1}
+        hidden, actions = [], []
+        for step in range(cfg.prompt_length):
+            h = out.last_hidden_state[:, -1].float()
+            hidden.append(h.cpu())
+            logits, _ = self.policy_logits(h)
+            if greedy:
+                nxt = logits.argmax(-1, keepdim=True)
+            else:
+                if cfg.top_k is not None and cfg.top_k < logits.shape[-1]:
+                    kth = logits.topk(cfg.top_k, dim=-1).values[:, -1:]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                probs = torch.softmax(logits, -1).cpu()
+                nxt = torch.multinomial(probs, 1, generator=self.generator).to(lm.device)
+            actions.append(nxt)
+            if step + 1 < cfg.prompt_length:
+                mask = torch.cat([mask, mask.new_ones(n, 1)], 1)
+                positions = positions[:, -1:] + 1
+                past = getattr(out, self._cache_kw, None)
+                past = getattr(out, "past_key_values", None) if past is None else past
+                out = self.decoder(input_ids=nxt, attention_mask=mask, position_ids=positions, use_cache=True,
+                                   **{self._cache_kw: past})
+                cost["forward_tokens"] += n
+                cost["forward_calls"] += 1
+        if self.budget is not None:
+            self.budget.charge(**cost)
+        acts = torch.cat(actions, 1).cpu()
+        return acts.tolist(), torch.stack(hidden, 1), acts
+
+    # -- the loss ---------------------------------------------------------------------------
+
+    def shape_rewards(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw rewards [B] -> the rewards the Q-function learns (see :class:`RewardNorm`)."""
+        cfg = self.config
+        if cfg.reward_norm is RewardNorm.BATCH:
+            z = (raw - raw.mean()) / (raw.std(unbiased=False) + 1e-6)
+        elif cfg.reward_norm is RewardNorm.RUNNING:
+            count, mean, m2 = self._reward_stats
+            std = math.sqrt(m2 / count) if count > 1 else 1.0
+            z = (raw - mean) / (std + 1e-6)
+        else:
+            z = raw
+        return z * cfg.reward_scale
+
+    def _update_reward_stats(self, rewards: list[float]) -> None:
+        count, mean, m2 = self._reward_stats
+        for r in rewards:
+            count += 1
+            delta = r - mean
+            mean += delta / count
+            m2 += delta * (r - mean)
+        self._reward_stats = [count, mean, m2]
+
+    def sql_loss(self, hidden: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+        """Path-consistency loss of a batch of finished prompts.
+
+        :param hidden: LM hidden states before each token [B, T, H].
+        :param actions: the tokens written [B, T].
+        :param rewards: shaped terminal rewards [B].
+        :returns: the scalar loss.
+        """
+        cfg = self.config
+        b, t, size = hidden.shape
+        dev = self.engine.device
+        h = hidden.reshape(b * t, size).to(dev)
+        a = actions.reshape(b * t, 1).to(dev)
+        r_final = rewards.to(dev).float()
+        with torch.no_grad():
+            ref = self._reference(h)  # log ref(a | s), shared by both networks
+        # Online network: A(s, a) = Q(s, a) - V(s), V(s) = alpha * logsumexp(log ref + Q / alpha).
+        logits, q = self.policy_logits(h, ref=ref)
+        v = cfg.alpha * torch.logsumexp(logits, -1)
+        adv = (q.gather(1, a).squeeze(1) - v).view(b, t)
+        # Target network: Vbar(s_t) and Vbar(s_{t+1}), with Vbar(s_T) = 0 (the episode ends).
+        with torch.no_grad():
+            logits_bar, _ = self.policy_logits(h, self.q_target, ref)
+            v_bar = (cfg.alpha * torch.logsumexp(logits_bar, -1)).view(b, t)
+            v_next = torch.cat([v_bar[:, 1:], v_bar.new_zeros(b, 1)], 1)
+            step_r = torch.zeros(b, t, device=dev)
+            step_r[:, -1] = r_final
+        losses = []
+        if cfg.sql_loss in (SQLLoss.MIXED, SQLLoss.SINGLE):
+            target = step_r + v_next - v_bar  # single-step path consistency
+            losses.append(0.5 * (adv - target).pow(2).mean())
+        if cfg.sql_loss in (SQLLoss.MIXED, SQLLoss.MULTI):
+            to_go = adv.flip(1).cumsum(1).flip(1)  # sum_{l >= t} A(s_l, a_l)
+            target = r_final.unsqueeze(1) - v_bar  # multi-step path consistency
+            losses.append(0.5 * (to_go - target).pow(2).mean())
+        return torch.stack(losses).sum()
+
+    def train_step(self, hidden: torch.Tensor, actions: torch.Tensor, raw: torch.Tensor) -> float:
+        """One gradient step on an on-policy batch plus a replay batch; then Polyak-update the target."""
+        cfg = self.config
+        batches = [(hidden, actions, raw)]
+        if cfg.replay_batch and len(self.replay):
+            batches.append(self.replay.sample(cfg.replay_batch, self.rng))
+        # Rewards are shaped per part (on-policy, replay), then both parts go through one pass.
+        loss = self.sql_loss(torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches]),
+                             torch.cat([self.shape_rewards(b[2]) for b in batches]))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.q_net.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        with torch.no_grad():
+            for p, p_bar in zip(self.q_net.parameters(), self.q_target.parameters(), strict=True):
+                p_bar.lerp_(p, cfg.target_tau)
+        self.updates += 1
+        return float(loss.detach())
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _learn(self) -> None:
+        from rlprompt.rewards import get_reward
+
+        cfg, budget = self.config, self.budget
+        assert budget is not None
+        reward = get_reward(cfg.reward)
+        texts, labels = self.task.texts("train"), self.task.label_tensor("train")
+        gate = TopKGate(cfg.dev_top_k)
+        seen: dict[tuple[int, ...], float] = {}  # prompt -> raw training reward
+        on_dev: set[tuple[int, ...]] = set()
+        stale, loss = 0, math.nan
+        logger = self._logger()
+        while budget.remaining > 0 and stale < MAX_STALE_ROUNDS:
+            # -- 1. write a batch of prompts with the current policy -----------------------------
+            prompts, hidden, actions = self.sample(cfg.batch_size)
+            # -- 2. score the new ones on the training examples (1 prompt evaluation each) ------
+            new = list(dict.fromkeys(tuple(p) for p in prompts if tuple(p) not in seen))[: budget.remaining]
+            if new:
+                if cfg.examples_per_eval is not None and cfg.examples_per_eval < len(texts):
+                    idx = np.sort(self.rng.choice(len(texts), size=cfg.examples_per_eval, replace=False))
+                    batch_texts, batch_labels = [texts[i] for i in idx], labels[torch.from_numpy(idx)]
+                else:
+                    batch_texts, batch_labels = texts, labels
+                logprobs = self.score([list(p) for p in new], batch_texts)
+                scores = reward(logprobs, batch_labels.to(logprobs.device)).rewards.tolist()
+                seen.update(zip(new, scores, strict=True))
+                self._update_reward_stats(scores)
+            stale = 0 if new else stale + 1
+            known = [i for i, p in enumerate(prompts) if tuple(p) in seen]  # the budget may cut the last round
+            if not known:
+                break
+            hidden, actions = hidden[known], actions[known]
+            raw = torch.tensor([seen[tuple(prompts[i])] for i in known])
+            # -- 3. soft Q-learning updates (on-policy batch + replay) --------------------------
+            for _ in range(cfg.updates_per_round):
+                loss = self.train_step(hidden, actions, raw)
+            self.replay.add(hidden, actions, raw.tolist())
+            # -- 4. the promising new prompts on dev, while the budget lasts --------------------
+            if new:
+                fresh = [p for p in new if p not in on_dev]
+                chosen = gate.admit([seen[p] for p in fresh])[: budget.remaining]
+                if chosen:
+                    picked = [fresh[i] for i in chosen]
+                    on_dev.update(picked)
+                    self.evaluate_dev([list(p) for p in picked], train_scores=[seen[p] for p in picked])
+            self.tick(float(raw.max()))
+            if logger is not None:
+                for key, value in (("train/loss", loss), ("train/reward_mean", float(raw.mean())),
+                                   ("train/reward_max", float(raw.max())), ("train/new_prompts", len(new)),
+                                   ("budget/prompt_evals", budget.used)):
+                    logger.record(key, value)
+                logger.dump(self.updates)
+        if logger is not None:
+            logger.close()
+        self.extra.update({"candidates": len(seen), "updates": self.updates, "final_loss": loss})
+
+    def _logger(self) -> Any:
+        """SB3's logger writing ``out_dir/logs/progress.csv`` (and TensorBoard files when installed)."""
+        if self.out_dir is None:
+            return None
+        from stable_baselines3.common.logger import configure
+
+        from rlprompt.agents.sb3 import tensorboard_available
+
+        return configure(str(self.out_dir / "logs"), ["csv"] + (["tensorboard"] if tensorboard_available() else []))
+
+    # -- saving ---------------------------------------------------------------------------
+
+    @staticmethod
+    def policy_path(path: str | Path) -> Path:
+        """Where the policy of a prompt file is saved: ``x/prompt.json`` -> ``x/prompt.policy.safetensors``."""
+        path = Path(path)
+        return path.with_name(path.stem + ".policy.safetensors")
+
+    def save(self, path: str | Path) -> Path:
+        """Write the kept prompts (JSON, at ``path``) and the MLP (safetensors beside it).
+
+        :param path: the prompt file, e.g. ``runs/x/prompt.json``.
+        :returns: ``path``.
+        """
+        from safetensors.torch import save_file
+
+        out = super().save(path)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.q_net.state_dict().items()}
+        meta = {"format": "rlprompt-sql-policy", "model": self.engine.lm.name,
+                "config": json.dumps(self.config.as_dict()), "updates": str(self.updates)}
+        policy = self.policy_path(out)
+        tmp = policy.with_name(policy.name + ".tmp")
+        save_file(state, str(tmp), metadata=meta)
+        tmp.replace(policy)
+        return out
+
+    @classmethod
+    def load(cls: type[A], path: str | Path, engine: ScoringEngine, task: Task, **kwargs: Any) -> A:
+        """An agent with the prompts (and, when saved, the policy) at ``path``.
+
+        :param path: a ``prompt.json`` written by :meth:`save`.
+        :param engine: the scoring engine.
+        :param task: the task.
+        :param kwargs: passed to the constructor (``out_dir``).
+        :raises DataError: missing or malformed files, or a policy of another model.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file, safe_open
+
+        agent = super().load(path, engine, task, **kwargs)
+        policy = cls.policy_path(path)
+        if policy.exists():
+            try:
+                with safe_open(str(policy), framework="pt") as f:
+                    meta = f.metadata() or {}
+                state = load_file(str(policy), device=str(engine.device))
+                agent.q_net.load_state_dict(state)
+            except (SafetensorError, OSError, RuntimeError) as exc:
+                raise DataError(f"cannot read the policy {str(policy)!r}: {exc}") from None
+            agent.q_target.load_state_dict(agent.q_net.state_dict())
+            agent.updates = int(meta.get("updates", 0))
+        return agent

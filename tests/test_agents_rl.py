@@ -1,0 +1,324 @@
+"""RL agents (SB3 PPO/A2C/MaskablePPO/SAC/TD3, soft Q-learning) and `rlprompt train`.
+
+The learning tests use a synthetic task on the tiny random LM where one token is the
+right prompt: every label is " great", the reward is the label's log-likelihood, and the
+tiny LM (tied embeddings) scores " great" highest after the prompt " great" (3 standard
+deviations above the other 63 candidate words). Random choice writes it 1 time in 64.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rlprompt import cli
+from rlprompt.agents import sb3
+from rlprompt.agents.sql import SoftQLearning, SQLConfig
+from rlprompt.cli_train import add_train_args, resolve_agent, run_train
+from rlprompt.errors import ConfigError
+from rlprompt.lm import ScoringEngine
+from rlprompt.rewards import register_reward
+from rlprompt.tasks import demo_task
+from rlprompt.tasks.task import Example
+
+VOCAB = {"vocab": "words", "max_vocab": 64}
+TEST_RL = {"prompt_length": 1, "reward": "log-likelihood", "n_envs": 16, "examples_per_episode": None}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models are far faster on one thread on a shared CPU (no thread contention)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def great_task():
+    """Every label is ' great': the best one-token prompt is ' great' itself."""
+    base = demo_task(n_train=32, n_dev=32, n_test=32)
+    relabel = [Example(e.text, 1) for e in base.train], [Example(e.text, 1) for e in base.dev], \
+        [Example(e.text, 1) for e in base.test]
+    return dataclasses.replace(base, name="all-great", train=relabel[0], dev=relabel[1], test=relabel[2])
+
+
+@pytest.fixture
+def engine(tiny_lm, great_task):
+    return ScoringEngine(tiny_lm, great_task.verbalizers, great_task.template)
+
+
+def great_id(engine) -> int:
+    return engine.tokenizer(" great", add_special_tokens=False).input_ids[0]
+
+
+def sb3_first_step_probs(agent) -> np.ndarray:
+    """The policy's action probabilities on the empty prompt [K]."""
+    obs = agent.venv.reset()
+    obs_t, _ = agent.model.policy.obs_to_tensor(obs)
+    with torch.no_grad():
+        dist = agent.model.policy.get_distribution(obs_t)
+    return dist.distribution.probs[0].cpu().numpy()
+
+
+@pytest.mark.parametrize("cls, extra", [
+    (sb3.PPOAgent, {"n_steps": 2, "batch_size": 32, "learning_rate": 3e-3}),
+    (sb3.A2CAgent, {"n_steps": 1, "learning_rate": 3e-3}),
+    (sb3.PPOAgent, {"n_steps": 2, "batch_size": 32, "learning_rate": 1e-2, "n_epochs": 10, "tie_head": True}),
+    (sb3.MaskablePPOAgent, {"n_steps": 2, "batch_size": 32, "learning_rate": 3e-3}),
+], ids=["ppo", "a2c", "ppo-tied-head", "maskable-ppo"])
+def test_sb3_discrete_agents_learn_the_right_token(engine, great_task, cls, extra):
+    agent = cls(engine, great_task, cls.config_class(seed=0, **TEST_RL, **VOCAB, **extra))
+    k = len(agent.env.vocab)
+    agent.learn(400, progress=False)
+    great = int(np.flatnonzero(agent.env.vocab == great_id(engine))[0])
+    probs = sb3_first_step_probs(agent)
+    assert probs[great] > 5 / k, f"policy writes ' great' with p={probs[great]:.3f}; random 1/{k}"
+    assert agent.predict() == [great_id(engine)]
+    assert agent.budget.used <= 400
+
+
+def test_sql_learns_the_right_token(engine, great_task):
+    cfg = SQLConfig(seed=0, prompt_length=1, reward="log-likelihood", batch_size=16, **VOCAB)
+    agent = SoftQLearning(engine, great_task, cfg)
+    before, _, _ = agent.sample(256)
+    agent.learn(300, progress=False)
+    after, _, _ = agent.sample(256)
+    g = great_id(engine)
+    share_before = np.mean([p == [g] for p in before])
+    share_after = np.mean([p == [g] for p in after])
+    assert share_after > max(5 / 64, 2 * share_before), (share_before, share_after)
+    assert agent.predict() == [g]
+    assert agent.budget.used <= 300
+
+
+@pytest.mark.parametrize("cls, extra", [
+    (sb3.SoftPPOAgent, {"n_steps": 2, "batch_size": 32, "learning_rate": 3e-3}),
+    (sb3.SACAgent, {"learning_starts": 32, "batch_size": 64, "train_freq": 1, "gradient_steps": 8}),
+    (sb3.TD3Agent, {"learning_starts": 32, "batch_size": 64, "train_freq": 1, "gradient_steps": 16,
+                    "learning_rate": 3e-3}),
+], ids=["ppo-soft", "sac", "td3"])
+def test_soft_agents_learn_above_random(engine, great_task, cls, extra):
+    agent = cls(engine, great_task, cls.config_class(seed=0, intrinsic_dim=8, **TEST_RL, **extra))
+    agent.learn(400, progress=False)
+    texts = great_task.texts("train")
+
+    def reward(actions: np.ndarray) -> np.ndarray:
+        embeds = agent.env.action_map(actions).reshape(len(actions), 1, -1)
+        return engine.score_soft(embeds, texts)[:, :, 1].mean(1).numpy()  # mean log p(great)
+
+    rng = np.random.default_rng(0)
+    random = reward(rng.uniform(-1, 1, size=(64, 8)).astype(np.float32))
+    action, _ = agent.model.predict(agent.venv.reset(), deterministic=True)
+    learned = reward(action[:1])[0]
+    assert learned > random.mean() + 1.0 * random.std(), (learned, random.mean(), random.std())
+    assert agent.summary().dev_accuracy is not None and agent.budget.used <= 400
+
+
+@pytest.mark.parametrize("budget", [37, 100])
+def test_budget_stops_learning_at_the_budget(engine, great_task, budget):
+    for agent in (sb3.PPOAgent(engine, great_task, sb3.PPOConfig(seed=1, n_envs=8, **VOCAB)),
+                  SoftQLearning(engine, great_task, SQLConfig(seed=1, batch_size=8, **VOCAB))):
+        start = engine.counters.prompt_evals
+        agent.learn(budget, progress=False)
+        spent = engine.counters.prompt_evals - start
+        summary = agent.summary()
+        assert spent == summary.prompt_evals <= budget
+        assert spent >= budget - 10  # what an episode batch cannot use is spent on dev checks
+        assert summary.forward_tokens > 0 and summary.dev_accuracy is not None
+
+
+def test_sql_save_load_round_trip(engine, great_task, tmp_path):
+    agent = SoftQLearning(engine, great_task, SQLConfig(seed=2, batch_size=8, top_k=20, **VOCAB))
+    agent.learn(40, progress=False)
+    path = agent.save(tmp_path / "prompt.json")
+    assert SoftQLearning.policy_path(path).exists()
+    loaded = SoftQLearning.load(path, engine, great_task)
+    assert loaded.predict() == agent.predict()
+    assert loaded.config == agent.config
+    for (name, a), (_, b) in zip(agent.q_net.state_dict().items(), loaded.q_net.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    h = torch.randn(3, engine.lm.input_embeddings().embedding_dim)
+    assert torch.allclose(agent.policy_logits(h)[0], loaded.policy_logits(h)[0])
+    # The frozen LM's table is not saved and not copied.
+    assert agent.q_net._head[0] is engine.model.get_output_embeddings().weight
+    assert all("embed" not in k for k in agent.q_net.state_dict())
+
+
+@pytest.mark.parametrize("cls", [sb3.PPOAgent, sb3.SACAgent], ids=["ppo", "sac"])
+def test_sb3_save_load_round_trip(engine, great_task, tmp_path, cls):
+    extra = VOCAB if cls.space == "discrete" else {"intrinsic_dim": 4}
+    agent = cls(engine, great_task, cls.config_class(seed=3, n_envs=4, prompt_length=2, **extra))
+    agent.learn(40, progress=False)
+    path = agent.save(tmp_path / cls.artefact_name)
+    loaded = cls.load(path, engine, great_task)
+    before = agent.model.policy.state_dict()
+    after = loaded.model.policy.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    if cls.space == "discrete":
+        assert loaded.predict() == agent.predict()
+    else:
+        assert torch.allclose(loaded.predict(), agent.predict())
+    table = engine.lm.input_embeddings().weight
+    assert not any(v.data_ptr() == table.data_ptr() for v in before.values())
+
+
+def test_features_extractor_shares_the_frozen_table(engine, great_task):
+    agent = sb3.PPOAgent(engine, great_task, sb3.PPOConfig(n_envs=2, **VOCAB))
+    extractor = agent.model.policy.features_extractor
+    table = engine.lm.input_embeddings().weight
+    assert extractor._table[0] is table and not table.requires_grad
+    assert all(p.data_ptr() != table.data_ptr() for p in agent.model.policy.parameters())
+    obs = {"prompt": torch.tensor([[-1.0, 3.0, -1.0, -1.0, -1.0]]), "step": torch.tensor([[1.0]])}
+    emb = extractor.embed_prompt(obs["prompt"])
+    assert torch.equal(emb[0, 1], table[int(agent.env.vocab[3])]) and emb[0, 0].abs().sum() == 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"alpha": 0}, "alpha must be a positive number"),
+    ({"reward_norm": "zz"}, "reward_norm 'zz' is not known"),
+    ({"vocab": "all"}, "vocab 'all' is not known"),
+    ({"context": "{nope}"}, "is not a valid template"),
+])
+def test_sql_config_errors(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        SQLConfig(**kwargs)
+
+
+def test_sb3_config_errors(engine, great_task):
+    with pytest.raises(ConfigError, match="n_steps must be a positive integer"):
+        sb3.PPOConfig(n_steps=0)
+    with pytest.raises(ConfigError, match="placement 'middle'"):
+        sb3.SACConfig(placement="middle")
+    agent = sb3.PPOAgent(engine, great_task, sb3.PPOConfig(n_envs=16, **VOCAB))
+    with pytest.raises(ConfigError, match="cannot pay for one batch"):
+        agent.learn(10, progress=False)
+
+
+# -- rlprompt train -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def train_cli(monkeypatch):
+    """`rlprompt train` wired into the real `main` (as cli.py registers it)."""
+    if "train" not in cli.COMMANDS:
+        monkeypatch.setitem(cli.COMMANDS, "train", cli.Command("train", add_train_args, run_train))
+    return cli.main
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, tiny_lm) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tiny_lm.model.save_pretrained(folder)
+    tiny_lm.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("rlprompt: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--agent", "dqn"], "unknown agent 'dqn'"),
+    (["--agent", "sac"], "agent 'sac' writes soft prompts, not discrete ones; use --space soft"),
+    (["--agent", "a2c", "--space", "soft"], "agent 'a2c' writes discrete prompts"),
+    (["--space", "audio"], "--space 'audio' is not known"),
+    (["--budget", "0"], "--budget must be a positive number"),
+    (["--task", "no-such-task"], "no-such-task"),
+    (["--set", "nope=1"], "has no option 'nope'"),
+    (["--set", "alpha=-1"], "alpha must be a positive number"),
+    (["--set", "batch_size=many"], "--set batch_size='many'"),
+    (["--set", "sql_loss=huber"], "sql_loss 'huber' is not known"),
+])
+def test_train_bad_input_one_line_errors(train_cli, tiny_model_dir, tmp_path, capsys, args, message):
+    code = train_cli(["train", "--model", str(tiny_model_dir), "--out", str(tmp_path / "run"), *args])
+    assert code == 2
+    assert message in one_error_line(capsys)
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_train_end_to_end_tiny(train_cli, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = train_cli(["train", "--model", str(tiny_model_dir), "--agent", "ppo", "--budget", "60", "--prompt-length",
+                      "2", "--set", "n_envs=8", "--set", "net_arch=32", "--out", str(out), "--progress", "off"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["prompt_evals"] <= 60
+    assert summary["test_accuracy"] is not None and summary["config"]["n_envs"] == 8
+    prompt = json.loads((out / "prompt.json").read_text())
+    assert prompt["prompt"] == summary["prompt"] and len(prompt["tokens"]) == 2
+    assert (out / "curve.csv").exists() and (out / "logs" / "progress.csv").exists()
+    assert "best prompt" in capsys.readouterr().out
+
+
+def test_train_soft_writes_safetensors(train_cli, tiny_model_dir, tmp_path):
+    out = tmp_path / "soft"
+    code = train_cli(["train", "--model", str(tiny_model_dir), "--agent", "td3", "--space", "soft", "--budget", "40",
+                      "--prompt-length", "2", "--set", "n_envs=4", "--set", "learning_starts=8", "--out", str(out),
+                      "--progress", "off", "--no-test"])
+    assert code == 0
+    from rlprompt.agents.peft_format import load_soft_prompt
+
+    embeds, meta = load_soft_prompt(out / "prompt.safetensors", token_dim=32)
+    assert embeds.shape == (2, 32) and meta["agent"] == "td3"
+    assert json.loads((out / "summary.json").read_text())["prompt_kind"] == "soft"
+
+
+def test_interrupt_leaves_best_prompt_and_summary(train_cli, tiny_model_dir, tmp_path, capsys):
+    calls = {"n": 0}
+
+    def interrupting(logprobs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return logprobs.gather(-1, labels.view(1, -1, 1).expand(logprobs.shape[0], -1, 1)).squeeze(-1).mean(-1)
+
+    register_reward("test-interrupting", interrupting, overwrite=True)
+    out = tmp_path / "stopped"
+    code = train_cli(["train", "--model", str(tiny_model_dir), "--agent", "sql", "--budget", "500", "--reward",
+                      "test-interrupting", "--set", "batch_size=8", "--out", str(out), "--progress", "off"])
+    assert code == 130
+    assert "best prompt so far" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["prompt"]
+    assert json.loads((out / "prompt.json").read_text())["prompt"] == summary["prompt"]
+
+
+def test_resolve_agent_covers_every_rl_agent():
+    for agent, space in [("ppo", "discrete"), ("a2c", "discrete"), ("maskable-ppo", "discrete"), ("sql", "discrete"),
+                         ("ppo", "soft"), ("sac", "soft"), ("td3", "soft")]:
+        cls = resolve_agent(agent, space)
+        assert cls.prompt_kind == space
+
+
+@pytest.mark.integration
+def test_train_sst2_end_to_end_smollm(train_cli, smollm, fsc16, tmp_path, capsys):
+    """Train, select on dev and write every file on SmolLM2 + shared SST-2 (the full test-split
+    evaluation, ~1 min on an idle 2-core CPU, is left to the tiny-model test and the benchmark)."""
+    from rlprompt.rewards.evaluate import evaluate_prompts
+    from rlprompt.tasks import load_task
+
+    out = tmp_path / "sst2"
+    code = train_cli(["train", "--task", "sst-2", "--data-dir", str(fsc16), "--seed", "42", "--agent", "sql",
+                      "--budget", "16", "--set", "batch_size=8", "--set", "examples_per_eval=8", "--out", str(out),
+                      "--progress", "off", "--no-test"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == smollm.name and summary["status"] == "completed"
+    assert summary["prompt_evals"] <= 16 and summary["dev_accuracy"] is not None
+    assert summary["forward_tokens"] > 0 and summary["wall_seconds"] > 0
+    assert (out / "prompt.policy.safetensors").exists() and (out / "logs" / "progress.csv").exists()
+    saved = json.loads((out / "prompt.json").read_text())
+    task = load_task("sst-2", data_dir=fsc16, seed=42)
+    engine = ScoringEngine(smollm, task.verbalizers, task.template)
+    result = evaluate_prompts(engine, task, [saved["tokens"]], split="test", max_examples=32)[0]
+    assert result.prompt == saved["prompt"] and 0.0 <= result.accuracy <= 1.0
