@@ -71,7 +71,7 @@ class ScoringEngine:
         *,
         max_batch_tokens: int = 16384,
         cache_examples: int = 512,
-        max_packed_prompts: int = 64,
+        max_packed_prompts: int = 16,
         normalize: Literal["vocab", "classes"] = "vocab",
     ) -> None:
         self.lm = lm
