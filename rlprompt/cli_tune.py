@@ -201,23 +201,9 @@ def _check_writable(folder: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m rlprompt.cli_tune ...``: the same as ``rlprompt tune ...``."""
-    from rlprompt.cli import EXIT_INPUT, EXIT_INTERRUPTED
-    from rlprompt.errors import RLPromptError
+    from rlprompt.cli import main as rlprompt_main
 
-    parser = argparse.ArgumentParser(prog="rlprompt tune", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks for errors")
-    add_tune_args(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_tune(args)
-    except RLPromptError as exc:
-        if args.verbose:
-            raise
-        print(f"rlprompt: error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    except KeyboardInterrupt:
-        print("rlprompt: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return rlprompt_main(["tune", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
