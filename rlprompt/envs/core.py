@@ -47,6 +47,17 @@ SCORE_FINAL_ONCE = True
 extending it token by token (cheaper: one forward of T tokens instead of T of one)."""
 
 
+def check_env_options(render_mode: str | None, render_modes: list[str], obs: str) -> None:
+    """The options both environments share: a known render mode and observation mode.
+
+    :raises ConfigError: naming the bad value and the choices.
+    """
+    if render_mode is not None and render_mode not in render_modes:
+        raise ConfigError(f"render_mode {render_mode!r} is not supported; use None or 'ansi'")
+    if obs not in OBS_MODES:
+        raise ConfigError(f"obs {obs!r} is not known; use 'tokens' or 'hidden'")
+
+
 def resolve_task(task: Task | str | None, task_kwargs: Mapping[str, Any] | None = None) -> Task:
     """A :class:`~rlprompt.tasks.Task` from a task, a task name (``load_task``) or ``None`` (demo).
 

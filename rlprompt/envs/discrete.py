@@ -10,10 +10,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from rlprompt.envs.core import OBS_MODES, ObsMode, PromptEpisodes, RewardMode, resolve_engine, resolve_task
+from rlprompt.envs.core import ObsMode, PromptEpisodes, RewardMode, check_env_options, resolve_engine, resolve_task
 from rlprompt.envs.errors import InvalidActionError
 from rlprompt.envs.vocab import VocabSpec, candidate_vocab
-from rlprompt.errors import ConfigError
 from rlprompt.rewards import Reward, RewardFn
 
 if TYPE_CHECKING:
@@ -134,10 +133,7 @@ class DiscretePromptEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         task_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ConfigError(f"render_mode {render_mode!r} is not supported; use None or 'ansi'")
-        if obs not in OBS_MODES:
-            raise ConfigError(f"obs {obs!r} is not known; use 'tokens' or 'hidden'")
+        check_env_options(render_mode, self.metadata["render_modes"], obs)
         self.render_mode = render_mode
         self.task = resolve_task(task, task_kwargs)
         self.engine = resolve_engine(engine, model, self.task, device)

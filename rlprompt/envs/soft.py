@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from rlprompt.envs.core import OBS_MODES, ObsMode, PromptEpisodes, RewardMode, resolve_engine, resolve_task
+from rlprompt.envs.core import ObsMode, PromptEpisodes, RewardMode, check_env_options, resolve_engine, resolve_task
 from rlprompt.envs.errors import InvalidActionError
 from rlprompt.errors import ConfigError
 from rlprompt.rewards import Reward, RewardFn
@@ -175,10 +175,7 @@ class SoftPromptEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         task_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ConfigError(f"render_mode {render_mode!r} is not supported; use None or 'ansi'")
-        if obs not in OBS_MODES:
-            raise ConfigError(f"obs {obs!r} is not known; use 'tokens' or 'hidden'")
+        check_env_options(render_mode, self.metadata["render_modes"], obs)
         if placement not in ("suffix", "prefix"):
             raise ConfigError(f"placement {placement!r} is not known; use 'suffix' or 'prefix'")
         self.render_mode = render_mode
