@@ -112,8 +112,9 @@ def test_counters_count_prompt_tokens_only_after_the_cache(tiny_lm):
     assert spent.prompt_evals == 2 and spent.forward_calls == 1 and spent.seconds > 0
 
 
-def test_soft_suffix_equals_the_same_tokens(tiny_lm):
-    eng = ScoringEngine(tiny_lm, [" terrible", " great"], template="{sentence} {prompt} it was")
+@pytest.mark.parametrize("verbalizers", [[" terrible", " great"], [" terrible film", " great"]])
+def test_soft_suffix_equals_the_same_tokens(tiny_lm, verbalizers):
+    eng = ScoringEngine(tiny_lm, verbalizers, template="{sentence} {prompt} it was")
     ids = [eng.prompt_tokens(" all in all"), eng.prompt_tokens(" the review")]
     n = min(len(i) for i in ids)
     ids = [i[:n] for i in ids]

@@ -607,10 +607,10 @@ class ScoringEngine:
         # Placeholder ids for the soft positions; their embeddings are swapped in below.
         q, read = self._queries_for([[0] * n_soft + tail for _ in range(n_prompts)])
         q_embeds = table(q.ids).detach()
-        per = n_soft + len(tail)
-        soft_at = torch.tensor(
-            [p * per + t for p in range(n_prompts) for t in range(n_soft)], device=self.device
-        )
+        # The soft positions: each prompt's own group (1..P), first n_soft steps; prompt-major
+        # like ``embeds`` (tails and verbalizer continuations sit between the prompts' blocks).
+        is_soft = (q.group >= 1) & (q.group <= n_prompts) & (q.step < n_soft)
+        soft_at = is_soft.nonzero().squeeze(-1)
         q_embeds = q_embeds.index_put((soft_at,), embeds.reshape(-1, embeds.shape[-1]).to(q_embeds.dtype))
         q.embeds = q_embeds
         self._check_length(base.key_mask.shape[1] + q.group.numel(), "input plus soft prompt")
