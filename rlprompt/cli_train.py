@@ -14,8 +14,7 @@ discrete prompt, ``prompt.safetensors`` for a soft one), the policy
 evaluations, LM tokens, wall time). Ctrl-C keeps the best prompt so far and the summary.
 
 Agents are looked up in :data:`rlprompt.agents.AGENTS` by ``(--agent, --space)``
-(:data:`SPACE_NAMES`; the RL agents' entries are in :data:`RL_AGENT_SPECS` until the
-registry lists them); any option of the agent's config can be set with
+(:data:`SPACE_NAMES`); any option of the agent's config can be set with
 ``--set NAME=VALUE`` (``--list-options`` shows them).
 """
 
@@ -44,24 +43,6 @@ SPACE_NAMES: dict[tuple[str, str], str] = {
 }
 """``(--agent, --space)`` -> registry name, for names that differ per space."""
 
-_RL = "rlprompt.agents.rl_configs"
-
-RL_AGENT_SPECS: dict[str, tuple[str, str, str]] = {
-    "ppo": ("rlprompt.agents.sb3:PPOAgent", f"{_RL}:PPOConfig", "PPO (SB3) writing discrete prompts"),
-    "a2c": ("rlprompt.agents.sb3:A2CAgent", f"{_RL}:A2CConfig", "A2C (SB3) writing discrete prompts"),
-    "maskable-ppo": ("rlprompt.agents.sb3:MaskablePPOAgent", f"{_RL}:MaskablePPOConfig",
-                     "MaskablePPO (sb3-contrib): discrete prompts without repeated tokens"),
-    "sql": ("rlprompt.agents.sql:SoftQLearning", f"{_RL}:SQLConfig",
-            "RLPrompt's soft Q-learning: frozen LM + MLP, starting from the LM's own distribution"),
-    "ppo-soft": ("rlprompt.agents.sb3:SoftPPOAgent", f"{_RL}:SoftPPOConfig", "PPO (SB3) writing soft prompts"),
-    "sac": ("rlprompt.agents.sb3:SACAgent", f"{_RL}:SACConfig", "SAC (SB3) writing soft prompts"),
-    "td3": ("rlprompt.agents.sb3:TD3Agent", f"{_RL}:TD3Config", "TD3 (SB3) writing soft prompts"),
-}
-"""The RL agents of this project: registry name -> (agent class, config class, help), as
-:class:`~rlprompt.agents.registry.AgentSpec` takes them. Used when the registry itself
-has no entry of that name."""
-
-
 def _import(target: str) -> type:
     import importlib
 
@@ -70,7 +51,7 @@ def _import(target: str) -> type:
 
 
 def resolve_agent(agent: str, space: str) -> type:
-    """The agent class for ``--agent`` on ``--space``: the registry's entry, else :data:`RL_AGENT_SPECS`.
+    """The agent class for ``--agent`` on ``--space``, from the agent registry.
 
     :raises ConfigError: unknown space, unknown agent, or an agent that writes the other kind of prompt.
     """
@@ -81,15 +62,13 @@ def resolve_agent(agent: str, space: str) -> type:
     name = SPACE_NAMES.get((agent, space), agent)
     if name in AGENTS:
         cls = _import(AGENTS[name].agent)
-    elif name in RL_AGENT_SPECS:
-        cls = _import(RL_AGENT_SPECS[name][0])
     else:
         fits = sorted({a for (a, s) in SPACE_NAMES if s == space})
         other = [s for (a, s) in SPACE_NAMES if a == agent and s != space]
         if other:
             raise ConfigError(f"agent {agent!r} writes {other[0]} prompts, not {space} ones; use --space {other[0]}, "
                               f"or one of {', '.join(fits)} with --space {space}")
-        known = sorted({a for (a, _) in SPACE_NAMES} | {n for n in AGENTS if n not in RL_AGENT_SPECS})
+        known = sorted({a for (a, _) in SPACE_NAMES} | {n for n, spec in AGENTS.items() if spec.command == "tune"})
         raise ConfigError(f"unknown agent {agent!r}; known: {', '.join(known)}")
     kind = getattr(cls, "prompt_kind", "")
     if kind and kind != space:

@@ -69,7 +69,9 @@ def _config_fields() -> dict[str, list[tuple[str, dataclasses.Field[Any], Any]]]
     from rlprompt.agents.registry import AGENTS, get_config_class
 
     out: dict[str, list[tuple[str, dataclasses.Field[Any], Any]]] = {}
-    for method in AGENTS:
+    for method, spec in AGENTS.items():
+        if spec.command != "tune":
+            continue
         cls = get_config_class(method)
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
@@ -93,7 +95,7 @@ def add_tune_args(p: argparse.ArgumentParser) -> None:
     add_task_args(p)
     add_model_args(p)
     g = p.add_argument_group("tuning")
-    methods = "; ".join(f"{name}: {spec.help}" for name, spec in AGENTS.items())
+    methods = "; ".join(f"{name}: {spec.help}" for name, spec in AGENTS.items() if spec.command == "tune")
     g.add_argument("--method", default="soft-prompt", help=f"how to find the prompt ({methods})")
     g.add_argument("--budget", type=int, default=2000,
                    help="prompt evaluations to spend (a gradient step costs 2: forward and backward; "
@@ -144,7 +146,8 @@ def run_tune(args: argparse.Namespace) -> int:
     from rlprompt.agents.registry import get_agent_class, get_spec
     from rlprompt.cli import build_engine
 
-    get_spec(args.method)  # unknown method: fail before loading anything
+    if get_spec(args.method).command != "tune":  # unknown method: fail before loading anything
+        raise ConfigError(f"{args.method!r} is an RL agent: run it with `rlprompt train --agent {args.method}`")
     config = build_config(args.method, args)
     if isinstance(args.budget, bool) or args.budget < 1:
         raise ConfigError(f"--budget must be a positive number of prompt evaluations, got {args.budget}")

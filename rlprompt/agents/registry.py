@@ -2,7 +2,9 @@
 
 Each entry names its agent class and its config class as ``"module:Class"`` strings,
 imported on first use, so the CLI can list the agents and build their options
-without loading torch. Issue 5's RL agents register here too.
+without loading torch. ``command`` says which CLI runs it: ``rlprompt train`` (the RL
+agents) or ``rlprompt tune`` (gradient tuning and black-box baselines); ``rlprompt
+compare`` runs them all.
 """
 
 from __future__ import annotations
@@ -26,24 +28,45 @@ class AgentSpec:
     :param agent: ``"package.module:Class"`` of the agent (a :class:`~rlprompt.agents.base.BaseAgent`).
     :param config: ``"package.module:Class"`` of its config dataclass (keep it free of torch).
     :param help: one line for ``--help``.
+    :param command: ``"train"`` (RL agents) or ``"tune"`` (gradient and black-box baselines).
+    :param kind: ``"discrete"`` or ``"soft"``: the kind of prompt it writes.
     """
 
     agent: str
     config: str
     help: str = ""
+    command: str = "tune"
+    kind: str = "discrete"
 
 
 _CONFIGS = "rlprompt.agents.configs"
+_RL = "rlprompt.agents.rl_configs"
 
 AGENTS: dict[str, AgentSpec] = {
     "soft-prompt": AgentSpec("rlprompt.agents.soft_prompt:SoftPromptTuning", f"{_CONFIGS}:SoftPromptConfig",
-                             "gradient soft prompt tuning (Lester et al. 2021)"),
+                             "gradient soft prompt tuning (Lester et al. 2021)", kind="soft"),
     "cma": AgentSpec("rlprompt.agents.cma_es:CMAES", f"{_CONFIGS}:CMAESConfig",
-                     "CMA-ES over a random projection of a soft prompt (Sun et al. 2022)"),
+                     "CMA-ES over a random projection of a soft prompt (Sun et al. 2022)", kind="soft"),
     "random": AgentSpec("rlprompt.agents.random_search:RandomSearch", f"{_CONFIGS}:RandomSearchConfig",
                         "uniform random prompts from the discrete env's candidate vocabulary"),
     "lm-prior": AgentSpec("rlprompt.agents.lm_prior:LMPriorSampling", f"{_CONFIGS}:LMPriorConfig",
                           "prompts sampled from the task LM itself, best on dev"),
+    # RL agents (rlprompt train)
+    "ppo": AgentSpec("rlprompt.agents.sb3:PPOAgent", f"{_RL}:PPOConfig", "PPO (SB3) writing discrete prompts",
+                     command="train"),
+    "a2c": AgentSpec("rlprompt.agents.sb3:A2CAgent", f"{_RL}:A2CConfig", "A2C (SB3) writing discrete prompts",
+                     command="train"),
+    "maskable-ppo": AgentSpec("rlprompt.agents.sb3:MaskablePPOAgent", f"{_RL}:MaskablePPOConfig",
+                              "MaskablePPO (sb3-contrib): discrete prompts without repeated tokens", command="train"),
+    "sql": AgentSpec("rlprompt.agents.sql:SoftQLearning", f"{_RL}:SQLConfig",
+                     "RLPrompt's soft Q-learning: frozen LM + MLP, starting from the LM's own distribution",
+                     command="train"),
+    "ppo-soft": AgentSpec("rlprompt.agents.sb3:SoftPPOAgent", f"{_RL}:SoftPPOConfig", "PPO (SB3) writing soft prompts",
+                          command="train", kind="soft"),
+    "sac": AgentSpec("rlprompt.agents.sb3:SACAgent", f"{_RL}:SACConfig", "SAC (SB3) writing soft prompts",
+                     command="train", kind="soft"),
+    "td3": AgentSpec("rlprompt.agents.sb3:TD3Agent", f"{_RL}:TD3Config", "TD3 (SB3) writing soft prompts",
+                     command="train", kind="soft"),
 }
 
 
@@ -94,6 +117,9 @@ def get_config_class(name: str) -> type[AgentConfig]:
     return _import(get_spec(name).config)
 
 
-def list_agents() -> list[str]:
-    """Registered agent names, sorted."""
-    return sorted(AGENTS)
+def list_agents(command: str | None = None) -> list[str]:
+    """Registered agent names, sorted.
+
+    :param command: only those of ``"train"`` or ``"tune"``; None for all.
+    """
+    return sorted(n for n, s in AGENTS.items() if command is None or s.command == command)
