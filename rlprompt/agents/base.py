@@ -17,11 +17,17 @@ already provide.
 
 Files in ``out_dir`` (written when learning ends, is interrupted, or stops on NaN):
 ``curve.csv`` (one row per dev evaluation), the best prompt (``prompt.json`` or
-``prompt.safetensors``) and ``summary.json``.
+``prompt.safetensors``) and ``summary.json``; during learning, ``checkpoint/`` (see
+:mod:`rlprompt.agents.checkpoint`), from which ``learn(budget, resume=True)`` continues.
+A subclass makes itself resumable by calling :meth:`BaseAgent.safe_point` between loop
+iterations and extending :meth:`BaseAgent.checkpoint_state` / :meth:`BaseAgent.restore_state`
+with its loop position and learnable state (its ``_learn`` skips its fresh start when
+:attr:`BaseAgent.resuming`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sys
@@ -44,9 +50,22 @@ if TYPE_CHECKING:
     from rlprompt.rewards.evaluate import PromptEvaluation
     from rlprompt.tasks import Task
 
-__all__ = ["AgentConfig", "BaseAgent", "Budget", "RunSummary", "check_positive", "enum_choice"]
+__all__ = ["AgentConfig", "BaseAgent", "Budget", "LearningInterrupted", "RunSummary", "check_positive",
+           "checkpoint_exists", "enum_choice"]
 
 A = TypeVar("A", bound="BaseAgent")
+
+
+class LearningInterrupted(KeyboardInterrupt):
+    """Learning was stopped by Ctrl-C or SIGTERM (a ``KeyboardInterrupt``, so callers that
+    catch Ctrl-C catch it too)."""
+
+
+def checkpoint_exists(out_dir: str | Path) -> bool:
+    """True when ``out_dir`` holds a complete checkpoint to resume from."""
+    from rlprompt.agents.checkpoint import checkpoint_folder
+
+    return checkpoint_folder(out_dir) is not None
 
 
 @dataclass
@@ -140,7 +159,11 @@ class BaseAgent(ABC):
         self.message = ""
         self.extra: dict[str, Any] = {}
         self.wall_seconds = 0.0
+        self.resuming = False
+        """True while :meth:`learn` continues from a checkpoint (``_learn`` then skips its fresh start)."""
         self._t0 = time.perf_counter()
+        self._last_checkpoint = self._t0
+        self._stop_requested = ""
         self._bar: Any = None
         self._curve_log: CurveLogger | None = None
         self._dev_texts = task.texts("dev")
@@ -177,38 +200,200 @@ class BaseAgent(ABC):
 
     # -- the shared loop shell -------------------------------------------------------
 
-    def learn(self: A, budget: int | Budget, *, progress: bool | None = None) -> A:
+    def learn(self: A, budget: int | Budget, *, progress: bool | None = None,
+              resume: bool | str = False) -> A:
         """Search for a prompt within ``budget`` prompt evaluations.
 
-        A Ctrl-C (KeyboardInterrupt) writes the best prompt so far and the summary to
-        ``out_dir``, then propagates.
+        With ``out_dir``, a checkpoint (``out_dir/checkpoint/``, see
+        :mod:`rlprompt.agents.checkpoint`) is written every ``config.checkpoint_every``
+        seconds at a safe point of the loop and always when learning stops. A first
+        Ctrl-C (SIGINT) or SIGTERM stops at the next safe point, after writing a
+        checkpoint; a second one stops at once (the last checkpoint stays). Either way
+        the best prompt so far and the summary are written to ``out_dir`` and a
+        ``KeyboardInterrupt`` propagates.
 
         :param budget: prompt evaluations (an int) or a :class:`Budget` to share.
         :param progress: show a progress bar (default: when stderr is a terminal).
+        :param resume: False: start afresh (an old checkpoint in ``out_dir`` is removed);
+            True: continue from ``out_dir/checkpoint/``; ``"auto"``: continue when a
+            checkpoint exists, else start afresh. A resumed run restores the budget spent,
+            the best prompts, the curve, the RNG states and the agent's own state.
         :returns: the agent.
+        :raises ConfigError: ``resume=True`` without a checkpoint, or a checkpoint of
+            another method, config, task, model or budget.
         """
+        from rlprompt.agents.checkpoint import restore_global_rng_state
+
         self.budget = budget if isinstance(budget, Budget) else Budget(self.engine, budget)
+        found = self._checkpoint_to_resume(resume)
         progress = sys.stderr.isatty() if progress is None else progress
         self._t0 = time.perf_counter()
         self.status, self.message = "running", ""
+        self.resuming = found is not None
+        self._stop_requested = ""
+        if found is not None:
+            self.restore_state(*found)
         if self.out_dir is not None:
-            self._curve_log = CurveLogger(self.out_dir / "curve.csv")
+            self._curve_log = CurveLogger(self.out_dir / "curve.csv", points=self.tracker.curve)
         if progress:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.budget.limit, desc=self.name, unit="eval", dynamic_ncols=True)
+            self._bar = tqdm(total=self.budget.limit, initial=min(self.budget.used, self.budget.limit),
+                             desc=self.name, unit="eval", dynamic_ncols=True)
+        self._last_checkpoint = time.perf_counter()
+        handlers = self._install_signal_handlers()
         try:
-            self._learn()
+            if found is not None:
+                restore_global_rng_state(found[1]["rng"], found[0])
+            if self.status == "running":
+                self._learn()
             if self.status == "running":
                 self.status = "completed"
                 self.message = f"spent {self.budget.used} of {self.budget.limit} prompt evaluations"
+            self.save_checkpoint()
         except KeyboardInterrupt:
             self.status = "interrupted"
-            self.message = "interrupted (Ctrl-C); kept the best prompt found so far"
+            why = "SIGTERM" if self._stop_requested == "SIGTERM" else "Ctrl-C"
+            self.message = f"interrupted ({why}); kept the best prompt found so far"
+            if self.out_dir is not None and checkpoint_exists(self.out_dir):
+                self.message += f"; continue with resume (--resume): {self.out_dir / 'checkpoint'}"
             self._finish()
             raise
+        finally:
+            self._restore_signal_handlers(handlers)
+            self.resuming = False
         self._finish()
         return self
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def safe_point(self) -> None:
+        """Called by an agent's loop where its state is whole (between iterations): writes a
+        checkpoint when one is due, and stops learning here when a stop was requested."""
+        if self.out_dir is not None and (self._stop_requested or time.perf_counter() - self._last_checkpoint
+                                         >= self.config.checkpoint_every):
+            self.save_checkpoint()
+        if self._stop_requested:
+            raise LearningInterrupted(f"stopped by {self._stop_requested} at a checkpoint")
+
+    def save_checkpoint(self) -> Path | None:
+        """Write ``out_dir/checkpoint/`` now (atomically); None without ``out_dir``."""
+        from rlprompt.agents.checkpoint import global_rng_state, save_checkpoint
+
+        if self.out_dir is None or self.budget is None:
+            return None
+        tensors, meta = self.checkpoint_state()
+        meta["fingerprint"] = self.fingerprint()
+        meta["rng"] = global_rng_state(tensors)
+        folder = save_checkpoint(self.out_dir, tensors, meta)
+        self._last_checkpoint = time.perf_counter()
+        return folder
+
+    def checkpoint_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """What a checkpoint holds: (tensors, JSON-ready meta). A subclass extends it
+        (calling ``super()``) with its loop position and learnable/optimiser state."""
+        from rlprompt.agents.checkpoint import flatten_state
+
+        assert self.budget is not None
+        tensors: dict[str, torch.Tensor] = {}
+        meta: dict[str, Any] = {
+            "method": self.name, "status": self.status, "message": self.message,
+            "wall_seconds": time.perf_counter() - self._t0,
+            "budget": {"limit": self.budget.limit, "spent": self.budget.spent().as_dict()},
+            "tracker": self.tracker.state(tensors),
+            "extra": flatten_state(dict(self.extra), "extra", tensors),
+        }
+        return tensors, meta
+
+    def restore_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Load what :meth:`checkpoint_state` saved (a subclass extends it, calling ``super()``).
+
+        Called by :meth:`learn` after the budget is set up and before ``_learn``; the
+        global RNG states are restored after it.
+        """
+        from rlprompt.agents.checkpoint import unflatten_state
+
+        assert self.budget is not None
+        self.budget.restore(meta["budget"]["spent"])
+        self.tracker.restore(meta["tracker"], tensors)
+        self.status, self.message = meta["status"], meta["message"]
+        self.extra = dict(unflatten_state(meta["extra"], tensors))
+        self._t0 = time.perf_counter() - float(meta["wall_seconds"])
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed: method, options (but
+        ``checkpoint_every``), task name and data, model and budget."""
+        import hashlib
+        import json
+
+        data = [self.task.template, list(self.task.verbalizers)]
+        for split in ("train", "dev", "test"):
+            data.append([self.task.texts(split), self.task.label_tensor(split).tolist()])
+        digest = hashlib.sha256(json.dumps(data, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+        config = {k: v for k, v in self.config.as_dict().items() if k != "checkpoint_every"}
+        return json.loads(json.dumps({
+            "method": self.name, "config": config, "task": self.task.name, "data": digest,
+            "model": self.engine.lm.name, "budget": self.budget.limit if self.budget else None,
+        }, default=str))
+
+    def _checkpoint_to_resume(self, resume: bool | str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        from rlprompt.agents.checkpoint import load_checkpoint, remove_checkpoint
+
+        if resume not in (False, True, "auto"):
+            raise ConfigError(f"resume must be False, True or 'auto', got {resume!r}")
+        if self.out_dir is None:
+            if resume is True:
+                raise ConfigError("resume=True needs an out_dir holding a checkpoint (out_dir=...; --out)")
+            return None
+        if resume is False:
+            remove_checkpoint(self.out_dir)
+            return None
+        found = load_checkpoint(self.out_dir)
+        if found is None:
+            if resume is True:
+                raise ConfigError(f"nothing to resume: no checkpoint in {str(self.out_dir / 'checkpoint')!r}; "
+                                  "run without resume (--resume) to start afresh")
+            return None
+        saved, now = found[1].get("fingerprint", {}), self.fingerprint()
+        diffs = [f"{key}: {saved.get(key)!r} there, {now[key]!r} here" for key in now if saved.get(key) != now[key]]
+        if diffs:
+            config = [f"{k}={saved.get('config', {}).get(k)!r} there, {v!r} here"
+                      for k, v in now["config"].items() if saved.get("config", {}).get(k) != v]
+            detail = "; ".join(config) if config and len(diffs) == 1 else "; ".join(diffs)
+            raise ConfigError(f"the checkpoint in {str(self.out_dir / 'checkpoint')!r} belongs to another run "
+                              f"({detail}); rerun with the same options, or use another output folder "
+                              "(or drop --resume to start afresh there)")
+        return found
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        old: dict[int, Any] = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, OSError):  # a platform without the signal
+                old[sig] = signal.signal(sig, self._on_signal)
+        return old
+
+    @staticmethod
+    def _restore_signal_handlers(old: dict[int, Any]) -> None:
+        import signal
+
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        import signal
+
+        name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        if self._stop_requested or self.out_dir is None:
+            self._stop_requested = self._stop_requested or name
+            raise LearningInterrupted(f"stopped by {name}")
+        self._stop_requested = name
+        print(f"\nrlprompt: {name}: stopping at the next checkpoint (press Ctrl-C again to stop now)",
+              file=sys.stderr, flush=True)
 
     def _finish(self) -> None:
         assert self.budget is not None

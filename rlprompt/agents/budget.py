@@ -82,6 +82,17 @@ class Budget:
         self.extra.backward_tokens += backward_tokens
         self.extra.forward_calls += forward_calls
 
+    def restore(self, spent: dict[str, float]) -> None:
+        """Continue from a checkpoint: what was spent before (``spent``, from :meth:`spent`'s
+        ``as_dict()``) plus whatever the engine counts from now on.
+
+        :param spent: the counters at the checkpoint.
+        """
+        self._start = self.engine.counters.copy()  # type: ignore[attr-defined]
+        self.extra = EngineCounters()
+        self.extra.load(spent)
+        self._closed = None
+
     def close(self) -> None:
         """Freeze the totals (later engine calls, such as test evaluation, are not charged)."""
         if self._closed is None:

@@ -19,7 +19,7 @@ not told to CMA-ES).
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -44,9 +44,40 @@ class CMAES(SoftAgent):
     config_class: ClassVar[type[AgentConfig]] = CMAESConfig
     config: CMAESConfig
 
-    def _learn(self) -> None:
+    def _start_loop(self) -> None:
+        """Fresh CMA-ES state; ``self._history`` records each generation (its asked
+        population's fitness when told), so a checkpoint can rebuild it by replay."""
         import cma
 
+        cfg = self.config
+        self._es = cma.CMAEvolutionStrategy(
+            np.zeros(cfg.intrinsic_dim), cfg.sigma0,
+            {"popsize": cfg.popsize, "seed": cfg.seed + 1, "verbose": -9, "CMA_diagonal": False},
+        )
+        self._gate = TopKGate(cfg.dev_top_k)
+        self._history: list[list[float] | None] = []
+        self._generations = 0
+
+    def checkpoint_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors, meta = super().checkpoint_state()
+        meta["cma"] = {"history": self._history, "gate": self._gate.state(), "generations": self._generations}
+        return tensors, meta
+
+    def restore_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Rebuild CMA-ES by replaying its asks and tells with the recorded fitness (no
+        scoring): the same seed and the same values give the same state, bit for bit."""
+        super().restore_state(tensors, meta)
+        self._start_loop()
+        state = meta["cma"]
+        for fitness in state["history"]:
+            zs = self._es.ask()
+            if fitness is not None:
+                self._es.tell(zs, [float(f) for f in fitness])
+        self._history = [None if f is None else [float(x) for x in f] for f in state["history"]]
+        self._gate.restore(state["gate"])
+        self._generations = int(state["generations"])
+
+    def _learn(self) -> None:
         from rlprompt.rewards import get_reward
 
         cfg, budget, device = self.config, self.budget, self.engine.device
@@ -64,14 +95,11 @@ class CMAES(SoftAgent):
             delta = (z @ proj.T).view(len(z), cfg.n_tokens, self.hidden_size)
             return p0 + cfg.scale * std * delta  # [N, T, H]
 
-        es = cma.CMAEvolutionStrategy(
-            np.zeros(cfg.intrinsic_dim), cfg.sigma0,
-            {"popsize": cfg.popsize, "seed": cfg.seed + 1, "verbose": -9, "CMA_diagonal": False},
-        )
+        if not self.resuming:
+            self._start_loop()
+        es, gate = self._es, self._gate
         reward = get_reward(cfg.reward)
         texts, labels = self.task.texts("train"), self.task.label_tensor("train").to(device)
-        gate = TopKGate(cfg.dev_top_k)
-        generations = 0
         while budget.remaining > 0:
             # -- ask, score on train (popsize prompt evaluations), tell --------------------
             zs = es.ask()
@@ -79,11 +107,16 @@ class CMAES(SoftAgent):
             prompts = to_prompts(zs[:n])
             train = reward(self.score(prompts, texts), labels).rewards.tolist()
             if n == len(zs):
-                es.tell(zs, [-r for r in train])
-                generations += 1
+                fitness = [-r for r in train]
+                es.tell(zs, fitness)
+                self._history.append(fitness)
+                self._generations += 1
+            else:
+                self._history.append(None)
             self.tick(max(train))
             # -- the promising ones on dev ------------------------------------------------
             chosen = gate.admit(train)[: budget.remaining]
             if chosen:
                 self.evaluate_dev(prompts[chosen], train_scores=[train[i] for i in chosen])
-        self.extra["generations"] = generations
+            self.safe_point()
+        self.extra["generations"] = self._generations

@@ -45,11 +45,20 @@ class AgentConfig:
     # -- selection ---------------------------------------------------------------
     seed: int = field(default=0, metadata={"help": "seed of the agent's own randomness (init, sampling, batches)"})
     keep_top: int = field(default=5, metadata={"help": "how many of the best prompts (by dev accuracy) to keep"})
+    # -- checkpoints ---------------------------------------------------------------
+    checkpoint_every: float = field(default=60.0, metadata={
+        "help": "seconds between checkpoints in <out>/checkpoint (0: at every safe point of the loop); "
+                "one is always written when learning stops"})
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
         check_positive(self.keep_top, "keep_top")
+        every = self.checkpoint_every
+        if isinstance(every, bool) or not isinstance(every, (int, float)) or not every >= 0 or math.isinf(every):
+            raise ConfigError(f"checkpoint_every must be a number of seconds >= 0 (0: at every safe point), "
+                              f"got {every!r}")
+        self.checkpoint_every = float(every)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (enums become their string values)."""

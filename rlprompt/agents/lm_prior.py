@@ -51,6 +51,19 @@ class LMPriorSampling(DiscreteSearch):
         self._banned = banned_tokens(engine.tokenizer, self.engine.model.get_output_embeddings().weight.shape[0])
         self._generator = torch.Generator().manual_seed(self.config.seed)
 
+    def _start_loop(self) -> None:
+        super()._start_loop()
+        self._generator = torch.Generator().manual_seed(self.config.seed)
+
+    def checkpoint_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors, meta = super().checkpoint_state()
+        tensors["lm_prior/generator"] = self._generator.get_state()
+        return tensors, meta
+
+    def restore_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        super().restore_state(tensors, meta)
+        self._generator.set_state(tensors["lm_prior/generator"])
+
     def propose(self, n: int, rng: np.random.Generator) -> list[list[int]]:
         if n <= 0:
             return []

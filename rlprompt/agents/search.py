@@ -11,9 +11,10 @@ dev, and a run spends exactly its budget (less only if the proposer runs dry).
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from rlprompt.agents.configs import AgentConfig, DiscreteSearchConfig
 from rlprompt.agents.kinds import DiscreteAgent
@@ -39,19 +40,43 @@ class DiscreteSearch(DiscreteAgent):
     def propose(self, n: int, rng: np.random.Generator) -> list[list[int]]:
         """Up to ``n`` new prompts (token ids); an empty list ends the search."""
 
+    def _start_loop(self) -> None:
+        """The loop's fresh state: the proposal RNG, the dev gate, the prompts seen."""
+        cfg = self.config
+        self._rng = np.random.default_rng(cfg.seed)
+        self._gate = TopKGate(cfg.dev_top_k)
+        self._seen: set[tuple[int, ...]] = set()
+        self._stale = 0  # rounds in a row that proposed nothing new (a tiny search space runs dry)
+
+    def checkpoint_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        from rlprompt.agents.checkpoint import numpy_generator_state
+
+        tensors, meta = super().checkpoint_state()
+        meta["search"] = {"rng": numpy_generator_state(self._rng), "gate": self._gate.state(),
+                          "seen": [list(p) for p in self._seen], "stale": self._stale}
+        return tensors, meta
+
+    def restore_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        super().restore_state(tensors, meta)
+        self._start_loop()
+        state = meta["search"]
+        self._rng.bit_generator.state = state["rng"]
+        self._gate.restore(state["gate"])
+        self._seen = {tuple(p) for p in state["seen"]}
+        self._stale = int(state["stale"])
+
     def _learn(self) -> None:
         from rlprompt.rewards import get_reward
 
         cfg, budget = self.config, self.budget
         assert budget is not None
-        rng = np.random.default_rng(cfg.seed)
+        if not self.resuming:
+            self._start_loop()
         reward = get_reward(cfg.reward)
         texts, labels = self.task.texts("train"), self.task.label_tensor("train").to(self.engine.device)
-        gate = TopKGate(cfg.dev_top_k)
-        seen: set[tuple[int, ...]] = set()
-        stale = 0  # rounds in a row that proposed nothing new (a tiny search space runs dry)
-        while budget.remaining > 0 and stale < MAX_STALE_ROUNDS:
-            proposals = self.propose(train_room(budget.remaining, cfg.batch_size, cfg.dev_top_k), rng)
+        gate, seen = self._gate, self._seen
+        while budget.remaining > 0 and self._stale < MAX_STALE_ROUNDS:
+            proposals = self.propose(train_room(budget.remaining, cfg.batch_size, cfg.dev_top_k), self._rng)
             if not proposals:
                 break
             prompts = []
@@ -59,7 +84,7 @@ class DiscreteSearch(DiscreteAgent):
                 if tuple(p) not in seen and len(prompts) < train_room(budget.remaining, cfg.batch_size, cfg.dev_top_k):
                     seen.add(tuple(p))
                     prompts.append(list(p))
-            stale = 0 if prompts else stale + 1
+            self._stale = 0 if prompts else self._stale + 1
             if not prompts:
                 continue
             # -- score on train (1 prompt evaluation each) ---------------------------------
@@ -69,4 +94,5 @@ class DiscreteSearch(DiscreteAgent):
             chosen = gate.admit(train)[: budget.remaining]
             if chosen:
                 self.evaluate_dev([prompts[i] for i in chosen], train_scores=[train[i] for i in chosen])
+            self.safe_point()
         self.extra["candidates"] = len(seen)

@@ -20,7 +20,7 @@ best on dev is kept. A NaN/infinite loss stops training and keeps the best check
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -79,27 +79,61 @@ class SoftPromptTuning(SoftAgent):
             return -gap(logprobs, labels)[0] / 100.0  # rescaled: gap lies in [-180, 200]
         return F.cross_entropy(logprobs[0], labels)  # renormalises over the classes
 
+    def _start_loop(self) -> None:
+        """The loop's fresh state: the generator (init, batch order), the prompt, the optimiser."""
+        cfg, engine = self.config, self.engine
+        self._gen = torch.Generator().manual_seed(cfg.seed)  # seeding: all randomness from one generator
+        self._soft = torch.nn.Parameter(self.initial_prompt(self._gen).to(engine.device))
+        self._optimizer_obj = self._optimizer([self._soft])
+        n = len(self.task.texts("train"))
+        self._batch_list = self._batches(n, min(cfg.batch_size, n), self._gen)
+        self._step, self._since_best = 0, 0
+
+    def checkpoint_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        from rlprompt.agents.checkpoint import optimizer_state
+
+        tensors, meta = super().checkpoint_state()
+        tensors["soft_prompt/prompt"] = self._soft.detach()
+        tensors["soft_prompt/generator"] = self._gen.get_state()
+        meta["soft_prompt"] = {
+            "step": self._step, "since_best": self._since_best, "batches": self._batch_list,
+            "optimizer": optimizer_state(self._optimizer_obj, "soft_prompt/optimizer", tensors),
+        }
+        return tensors, meta
+
+    def restore_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        from rlprompt.agents.checkpoint import load_optimizer_state
+
+        super().restore_state(tensors, meta)
+        self._start_loop()
+        state = meta["soft_prompt"]
+        with torch.no_grad():
+            self._soft.copy_(tensors["soft_prompt/prompt"].to(self._soft.device))
+        self._gen.set_state(tensors["soft_prompt/generator"])
+        load_optimizer_state(self._optimizer_obj, state["optimizer"], tensors)
+        self._batch_list = [[int(i) for i in b] for b in state["batches"]]
+        self._step, self._since_best = int(state["step"]), int(state["since_best"])
+
     def _learn(self) -> None:
         cfg, budget, engine = self.config, self.budget, self.engine
         assert budget is not None
-        # -- seeding: all randomness (init, batch order) from one generator ------------
-        gen = torch.Generator().manual_seed(cfg.seed)
-        soft = torch.nn.Parameter(self.initial_prompt(gen).to(engine.device))
-        optimizer = self._optimizer([soft])
         texts, labels = self.task.texts("train"), self.task.label_tensor("train").to(engine.device)
         batch = min(cfg.batch_size, len(texts))
         steps_per_epoch = math.ceil(len(texts) / batch)
         eval_every = cfg.eval_every or steps_per_epoch
         max_steps = min(cfg.max_steps or math.inf, (cfg.epochs or math.inf) * steps_per_epoch)
-
-        self.evaluate_dev(soft.detach().unsqueeze(0))  # step 0: the initial prompt
-        step, since_best, best = 0, 0, self.tracker.best.dev_accuracy
-        batches = self._batches(len(texts), batch, gen)
-        while step < max_steps and budget.remaining >= STEP_COST + 1:  # room for a step and a dev eval
+        if not self.resuming:
+            self._start_loop()
+            self.evaluate_dev(self._soft.detach().unsqueeze(0))  # step 0: the initial prompt
+            self.safe_point()
+        soft, optimizer, gen = self._soft, self._optimizer_obj, self._gen
+        best = self.tracker.best.dev_accuracy
+        while self._step < max_steps and budget.remaining >= STEP_COST + 1:  # room for a step and a dev eval
             # -- one step: forward on a batch (1 eval), backward (1 eval), update --------
+            step = self._step
             if step % steps_per_epoch == 0 and step > 0:
-                batches = self._batches(len(texts), batch, gen, batches)
-            idx = batches[step % steps_per_epoch]
+                self._batch_list = self._batches(len(texts), batch, gen, self._batch_list)
+            idx = self._batch_list[step % steps_per_epoch]
             try:
                 logprobs = engine.score_soft(soft.unsqueeze(0), [texts[i] for i in idx],
                                              placement=cfg.placement.value, grad=True)
@@ -112,7 +146,7 @@ class SoftPromptTuning(SoftAgent):
             loss.backward()
             optimizer.step()
             budget.charge(prompt_evals=1)  # the backward pass
-            step += 1
+            step = self._step = step + 1
             self.extra["steps"] = step
             self.tick(loss.item())
             # -- dev evaluation, best checkpoint, early stopping -------------------------
@@ -121,11 +155,12 @@ class SoftPromptTuning(SoftAgent):
                     self.evaluate_dev(soft.detach().unsqueeze(0), train_scores=[-loss.item()])
                 except NonFiniteScoresError:
                     return self._stop_on_nan(step)
-                since_best = 0 if self.tracker.best.dev_accuracy > best else since_best + 1
+                self._since_best = 0 if self.tracker.best.dev_accuracy > best else self._since_best + 1
                 best = self.tracker.best.dev_accuracy
-                if cfg.patience is not None and since_best >= cfg.patience:
+                if cfg.patience is not None and self._since_best >= cfg.patience:
                     return self.stop("early-stopped", f"no better dev accuracy in {cfg.patience} evaluations "
                                                       f"(stopped at step {step})")
+            self.safe_point()
         return None
 
     def _batches(self, n: int, size: int, gen: torch.Generator,

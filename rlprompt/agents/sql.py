@@ -352,6 +352,57 @@ class SoftQLearning(DiscreteAgent):
 
     # -- the loop ---------------------------------------------------------------------------
 
+    def _start_loop(self) -> None:
+        """The loop's fresh state (the policy, its optimiser and the replay buffer persist)."""
+        self._gate = TopKGate(self.config.dev_top_k)
+        self._seen: dict[tuple[int, ...], float] = {}  # prompt -> raw training reward
+        self._on_dev: set[tuple[int, ...]] = set()
+        self._stale, self._last_loss = 0, math.nan
+
+    def checkpoint_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        from rlprompt.agents.checkpoint import numpy_generator_state, optimizer_state
+
+        tensors, meta = super().checkpoint_state()
+        for name, net in (("q_net", self.q_net), ("q_target", self.q_target)):
+            for key, value in net.state_dict().items():
+                tensors[f"sql/{name}/{key}"] = value
+        tensors["sql/generator"] = self.generator.get_state()
+        if len(self.replay):
+            tensors["sql/replay/hidden"] = torch.stack(self.replay.hidden)
+            tensors["sql/replay/actions"] = torch.stack(self.replay.actions)
+        meta["sql"] = {
+            "rng": numpy_generator_state(self.rng), "updates": self.updates, "reward_stats": self._reward_stats,
+            "optimizer": optimizer_state(self.optimizer, "sql/optimizer", tensors),
+            "replay_rewards": list(self.replay.rewards), "gate": self._gate.state(),
+            "seen": [[list(p), r] for p, r in self._seen.items()], "on_dev": [list(p) for p in self._on_dev],
+            "stale": self._stale, "loss": self._last_loss,
+        }
+        return tensors, meta
+
+    def restore_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        from rlprompt.agents.checkpoint import load_optimizer_state
+
+        super().restore_state(tensors, meta)
+        state, dev = meta["sql"], self.engine.device
+        for name, net in (("q_net", self.q_net), ("q_target", self.q_target)):
+            prefix = f"sql/{name}/"
+            net.load_state_dict({k[len(prefix):]: v.to(dev) for k, v in tensors.items() if k.startswith(prefix)})
+        self.generator.set_state(tensors["sql/generator"])
+        self.rng.bit_generator.state = state["rng"]
+        self.updates = int(state["updates"])
+        self._reward_stats = [int(state["reward_stats"][0]), float(state["reward_stats"][1]),
+                              float(state["reward_stats"][2])]
+        load_optimizer_state(self.optimizer, state["optimizer"], tensors)
+        self.replay = Replay(self.config.replay_size)
+        if state["replay_rewards"]:
+            hidden, actions = tensors["sql/replay/hidden"], tensors["sql/replay/actions"]
+            self.replay.add(hidden, actions, state["replay_rewards"])
+        self._start_loop()
+        self._gate.restore(state["gate"])
+        self._seen = {tuple(p): float(r) for p, r in state["seen"]}
+        self._on_dev = {tuple(p) for p in state["on_dev"]}
+        self._stale, self._last_loss = int(state["stale"]), float(state["loss"])
+
     def _learn(self) -> None:
         from rlprompt.rewards import get_reward
 
@@ -359,12 +410,11 @@ class SoftQLearning(DiscreteAgent):
         assert budget is not None
         reward = get_reward(cfg.reward)
         texts, labels = self.task.texts("train"), self.task.label_tensor("train")
-        gate = TopKGate(cfg.dev_top_k)
-        seen: dict[tuple[int, ...], float] = {}  # prompt -> raw training reward
-        on_dev: set[tuple[int, ...]] = set()
-        stale, loss = 0, math.nan
+        if not self.resuming:
+            self._start_loop()
+        gate, seen, on_dev = self._gate, self._seen, self._on_dev
         logger = self._logger()
-        while budget.remaining > 0 and stale < MAX_STALE_ROUNDS:
+        while budget.remaining > 0 and self._stale < MAX_STALE_ROUNDS:
             # -- 1. write a batch of prompts with the current policy -----------------------------
             prompts, hidden, actions = self.sample(cfg.batch_size)
             # -- 2. score the new ones on the training examples (1 prompt evaluation each) ------
@@ -379,7 +429,7 @@ class SoftQLearning(DiscreteAgent):
                 scores = reward(logprobs, batch_labels.to(logprobs.device)).rewards.tolist()
                 seen.update(zip(new, scores, strict=True))
                 self._update_reward_stats(scores)
-            stale = 0 if new else stale + 1
+            self._stale = 0 if new else self._stale + 1
             known = [i for i, p in enumerate(prompts) if tuple(p) in seen]  # the budget may cut the last round
             if not known:
                 break
@@ -387,7 +437,7 @@ class SoftQLearning(DiscreteAgent):
             raw = torch.tensor([seen[tuple(prompts[i])] for i in known])
             # -- 3. soft Q-learning updates (on-policy batch + replay) --------------------------
             for _ in range(cfg.updates_per_round):
-                loss = self.train_step(hidden, actions, raw)
+                self._last_loss = self.train_step(hidden, actions, raw)
             self.replay.add(hidden, actions, raw.tolist())
             # -- 4. the promising new prompts on dev, while the budget lasts --------------------
             if new:
@@ -399,14 +449,15 @@ class SoftQLearning(DiscreteAgent):
                     self.evaluate_dev([list(p) for p in picked], train_scores=[seen[p] for p in picked])
             self.tick(float(raw.max()))
             if logger is not None:
-                for key, value in (("train/loss", loss), ("train/reward_mean", float(raw.mean())),
+                for key, value in (("train/loss", self._last_loss), ("train/reward_mean", float(raw.mean())),
                                    ("train/reward_max", float(raw.max())), ("train/new_prompts", len(new)),
                                    ("budget/prompt_evals", budget.used)):
                     logger.record(key, value)
                 logger.dump(self.updates)
+            self.safe_point()
         if logger is not None:
             logger.close()
-        self.extra.update({"candidates": len(seen), "updates": self.updates, "final_loss": loss})
+        self.extra.update({"candidates": len(seen), "updates": self.updates, "final_loss": self._last_loss})
 
     def _logger(self) -> Any:
         """SB3's logger writing ``out_dir/logs/progress.csv`` (and TensorBoard files when installed)."""

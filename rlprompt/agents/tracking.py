@@ -96,6 +96,31 @@ class BestTracker:
     def log(self, point: CurvePoint) -> None:
         self.curve.append(point)
 
+    def state(self, tensors: dict[str, Any]) -> dict[str, Any]:
+        """The kept prompts and the curve as JSON; soft prompts (tensors) go into ``tensors``."""
+        import torch
+
+        top = []
+        for i, c in enumerate(self.top):
+            item = {k: v for k, v in asdict(c).items() if k != "prompt"}
+            if isinstance(c.prompt, torch.Tensor):
+                tensors[f"tracker/top/{i}"] = c.prompt.detach().cpu().contiguous().clone()
+                item["tensor"] = f"tracker/top/{i}"
+            else:
+                item["tokens"] = [int(t) for t in c.prompt]
+            top.append(item)
+        return {"keep": self.keep, "top": top, "curve": [asdict(p) for p in self.curve]}
+
+    def restore(self, state: dict[str, Any], tensors: dict[str, Any]) -> None:
+        """Load what :meth:`state` saved."""
+        self.top = []
+        for item in state["top"]:
+            item = dict(item)
+            prompt = tensors[item.pop("tensor")] if "tensor" in item else tuple(item.pop("tokens"))
+            self.top.append(Candidate(prompt=prompt, **item))
+        self.curve = [CurvePoint(**{k: (math.nan if v is None else v) for k, v in p.items()})
+                      for p in state["curve"]]
+
 
 class TopKGate:
     """Decides which candidates are worth a dev evaluation: those whose training score
@@ -107,6 +132,13 @@ class TopKGate:
     def __init__(self, k: int) -> None:
         self.k = max(1, int(k))
         self.scores: list[float] = []
+
+    def state(self) -> list[float]:
+        """The running top-k scores (for a checkpoint)."""
+        return list(self.scores)
+
+    def restore(self, scores: list[float]) -> None:
+        self.scores = [float(s) for s in scores]
 
     def admit(self, scores: list[float]) -> list[int]:
         """Indices of ``scores`` that enter the running top-k (each one updates it)."""
@@ -126,15 +158,18 @@ class CurveLogger:
     """Appends :class:`CurvePoint` rows to a CSV file (flushed per row, so an interrupted
     run keeps its curve).
 
-    :param path: the CSV file (its folder is created).
+    :param path: the CSV file (its folder is created; an existing file is replaced).
+    :param points: rows to write first (a resumed run's curve so far).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, points: list[CurvePoint] | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("w", newline="", encoding="utf-8")
         self._writer = csv.DictWriter(self._file, fieldnames=[f.name for f in fields(CurvePoint)])
         self._writer.writeheader()
+        for point in points or []:
+            self._writer.writerow(asdict(point))
         self._file.flush()
 
     def write(self, point: CurvePoint) -> None:
