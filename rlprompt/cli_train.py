@@ -171,6 +171,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-test", action="store_true", help="skip the test-split evaluation of the selected prompt")
     g.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar (auto: on a terminal)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue from <out>/checkpoint (same options; written every checkpoint_every seconds, "
+                        "on Ctrl-C and on SIGTERM)")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -194,12 +197,14 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"training {args.agent} ({args.space}) on {task.name} with {engine.lm.name}: budget {args.budget} "
           f"prompt evaluations, reward {args.reward}; writing {out}", file=sys.stderr)
     try:
-        agent.learn(args.budget, progress=progress)
+        agent.learn(args.budget, progress=progress, resume=args.resume)
     except KeyboardInterrupt:
         best = agent.tracker.best
         shown = f"{best.text!r} (dev {best.dev_accuracy:.3f})" if best else "none yet"
         print(f"rlprompt: interrupted; best prompt so far {shown}; summary in {out / 'summary.json'}",
               file=sys.stderr)
+        if (out / "checkpoint").is_dir():
+            print("rlprompt: continue with the same command and --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     summary = agent.write_outputs(test=not args.no_test and agent.tracker.best is not None)
     print_summary(summary, out)

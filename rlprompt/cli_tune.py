@@ -107,6 +107,8 @@ def add_tune_args(p: argparse.ArgumentParser) -> None:
                    help="report the soft prompt's nearest vocabulary tokens and the test accuracy they keep")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when stderr is a terminal)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue from <out>/checkpoint (needs --out; same options)")
     opts = p.add_argument_group("method options (from the agents' config dataclasses; default: the method's)")
     for name, entries in _config_fields().items():
         method, f, hint = entries[0]
@@ -149,6 +151,8 @@ def run_tune(args: argparse.Namespace) -> int:
     if get_spec(args.method).command != "tune":  # unknown method: fail before loading anything
         raise ConfigError(f"{args.method!r} is an RL agent: run it with `rlprompt train --agent {args.method}`")
     config = build_config(args.method, args)
+    if args.resume and args.out is None:
+        raise ConfigError("--resume needs --out, the folder holding the checkpoint to continue from")
     if isinstance(args.budget, bool) or args.budget < 1:
         raise ConfigError(f"--budget must be a positive number of prompt evaluations, got {args.budget}")
     for path in (args.out, args.export_peft):
@@ -161,7 +165,7 @@ def run_tune(args: argparse.Namespace) -> int:
     agent = agent_cls(engine, task, config, out_dir=args.out)
     print(f"tune {args.method} on {task.name} ({task.source}), seed {args.seed}, model {engine.lm.name} on "
           f"{engine.lm.device}; budget {args.budget} prompt evaluations", flush=True)
-    agent.learn(args.budget, progress=args.progress)
+    agent.learn(args.budget, progress=args.progress, resume=args.resume)
     if agent.status == "non-finite-loss":
         print(f"rlprompt: warning: {agent.message}", file=sys.stderr)
     if agent.prompt_kind == "soft" and args.project and agent.tracker.best is not None:

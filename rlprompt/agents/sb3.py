@@ -89,7 +89,32 @@ class BudgetCallback(BaseCallback):
             return True
         finals = [(info["terminal_observation"], info.get("score")) for info in infos if "terminal_observation" in info]
         self.agent._offer_finished(finals)
+        self.agent.safe_point()  # between episode batches: a checkpoint when due, or a requested stop
         return self.agent._room_for_another_batch()
+
+
+def _buffer_state(buffer: Any, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The filled part of an SB3 replay buffer (its arrays go into ``tensors``)."""
+    n = buffer.buffer_size if buffer.full else buffer.pos
+    arrays: list[str] = []
+    for name, value in vars(buffer).items():
+        items = value.items() if isinstance(value, dict) else [("", value)]
+        for sub, arr in items:
+            if isinstance(arr, np.ndarray) and arr.ndim >= 1 and arr.shape[0] == buffer.buffer_size:
+                key = f"{name}/{sub}" if sub else name
+                tensors[f"sb3/buffer/{key}"] = torch.from_numpy(np.ascontiguousarray(arr[:n]))
+                arrays.append(key)
+    return {"pos": int(buffer.pos), "full": bool(buffer.full), "size": int(n), "arrays": arrays}
+
+
+def _restore_buffer(buffer: Any, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    n = int(state["size"])
+    for key in state["arrays"]:
+        name, _, sub = key.partition("/")
+        target = getattr(buffer, name)
+        target = target[sub] if sub else target
+        target[:n] = tensors[f"sb3/buffer/{key}"].numpy()
+    buffer.pos, buffer.full = int(state["pos"]), bool(state["full"])
 
 
 # -- the agents -----------------------------------------------------------------------------
@@ -230,6 +255,70 @@ class SB3Agent(BaseAgent):
         rest = sorted(self.scored.items(), key=lambda kv: kv[1][1], reverse=True)
         self._to_dev([(key, prompt, score) for key, (prompt, score) in rest[: self.budget.remaining]])
         self.extra.update({"episodes": self.episodes, "timesteps": int(self.model.num_timesteps)})
+
+    # -- checkpoints ------------------------------------------------------------------------
+    #
+    # Saved: the policy's and optimisers' state_dicts (SB3's get_parameters, as safetensors;
+    # SB3's own zip files hold pickles and are never used), SAC's entropy coefficient, the
+    # filled part of an off-policy replay buffer, SB3's step and update counters, and the
+    # dev gate and prompts waiting for dev. Not saved: a half-collected PPO/A2C rollout and
+    # the env's episode in progress; a resumed run starts a new rollout from fresh episodes.
+
+    def _key_to_json(self, key: Any) -> Any:
+        return key.hex() if isinstance(key, bytes) else list(key)
+
+    def _key_from_json(self, value: Any) -> Any:
+        return bytes.fromhex(value) if isinstance(value, str) else tuple(int(t) for t in value)
+
+    def checkpoint_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        from rlprompt.agents.checkpoint import flatten_state
+
+        tensors, meta = super().checkpoint_state()
+        model = self.model
+        params = flatten_state(model.get_parameters(), "sb3/params", tensors)
+        log_ent = getattr(model, "log_ent_coef", None)
+        if isinstance(log_ent, torch.Tensor):
+            tensors["sb3/log_ent_coef"] = log_ent.detach()
+        scored = []
+        for i, (key, (prompt, score)) in enumerate(self.scored.items()):
+            item: dict[str, Any] = {"key": self._key_to_json(key), "score": score}
+            if isinstance(prompt, torch.Tensor):
+                tensors[f"sb3/scored/{i}"] = prompt.detach()
+            else:
+                item["prompt"] = list(prompt)
+            scored.append(item)
+        buffer = getattr(model, "replay_buffer", None)
+        meta["sb3"] = {
+            "params": params, "num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates),
+            "episodes": self.episodes, "gate": self.gate.state(), "scored": scored,
+            "on_dev": [self._key_to_json(k) for k in self.on_dev],
+            "buffer": None if buffer is None else _buffer_state(buffer, tensors),
+        }
+        return tensors, meta
+
+    def restore_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        from rlprompt.agents.checkpoint import unflatten_state
+
+        super().restore_state(tensors, meta)
+        state, model = meta["sb3"], self.model
+        params = unflatten_state(state["params"], tensors)
+        for name, value in params.items():
+            if "optimizer" in name:
+                value["state"] = {int(k): v for k, v in value.get("state", {}).items()}
+        model.set_parameters(params, exact_match=True, device=str(self.engine.device))
+        if "sb3/log_ent_coef" in tensors and isinstance(getattr(model, "log_ent_coef", None), torch.Tensor):
+            with torch.no_grad():
+                model.log_ent_coef.copy_(tensors["sb3/log_ent_coef"].to(model.log_ent_coef.device))
+        model.num_timesteps, model._n_updates = int(state["num_timesteps"]), int(state["n_updates"])
+        self.episodes = int(state["episodes"])
+        self.gate.restore(state["gate"])
+        self.scored = {}
+        for i, item in enumerate(state["scored"]):
+            prompt = tensors[f"sb3/scored/{i}"] if "prompt" not in item else list(item["prompt"])
+            self.scored[self._key_from_json(item["key"])] = (prompt, float(item["score"]))
+        self.on_dev = {self._key_from_json(k) for k in state["on_dev"]}
+        if state["buffer"] is not None and getattr(model, "replay_buffer", None) is not None:
+            _restore_buffer(model.replay_buffer, state["buffer"], tensors)
 
     # -- saving -----------------------------------------------------------------------------
 
