@@ -1,0 +1,186 @@
+"""One (method, seed) run of a comparison: learn under the budget, select on dev, score on test.
+
+:func:`run_one` is what every executor calls, in this process or in a Ray worker. It
+never raises for a method that fails: the failure becomes a record with
+``status="failed"`` and the error (the traceback goes to ``error.txt`` in the run's
+folder), so one crashing method does not stop the others. Ctrl-C does propagate, after
+the agent has written its best prompt so far and its checkpoint.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import traceback
+import typing
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from rlprompt.errors import ConfigError
+from rlprompt.experiments.config import MANUAL, CompareConfig, resolve_method
+from rlprompt.experiments.manual import manual_prompts
+
+FINISHED = ("completed", "early-stopped", "non-finite-loss")
+"""Statuses of a run that a re-run skips (``failed`` and ``interrupted`` runs are redone)."""
+
+
+def run_dir_name(method: str, seed: int) -> str:
+    """Folder of a run inside ``<out>/runs``."""
+    return f"{method}-s{seed}"
+
+
+def build_agent_config(method: str, config: CompareConfig, seed: int) -> Any:
+    """The agent's config for one run: the shared options, the alias's, then the user's.
+
+    Shared: ``seed``, ``prompt_length`` (or ``n_tokens``) and, when given, ``reward``.
+
+    :raises ConfigError: an option the agent does not have, or a bad value.
+    """
+    from rlprompt.agents.registry import get_config_class
+    from rlprompt.cli_train import parse_value
+
+    agent_name, fixed = resolve_method(method)
+    cls = get_config_class(agent_name)
+    names = {f.name for f in fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {"seed": seed}
+    if "prompt_length" in names:
+        values["prompt_length"] = config.prompt_length
+    elif "n_tokens" in names:
+        values["n_tokens"] = config.prompt_length
+    if config.reward is not None and "reward" in names:
+        values["reward"] = config.reward
+    values.update(fixed)
+    for key, value in config.options.get(method, {}).items():
+        key = key.replace("-", "_")
+        if key not in names:
+            raise ConfigError(f"--set {method}.{key}: {cls.__name__} has no option {key!r}; "
+                              f"options: {', '.join(sorted(names))}")
+        values[key] = parse_value(value, hints[key], f"{method}.{key}") if isinstance(value, str) else value
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{method}: {exc}") from None
+
+
+def load_run_task(config: CompareConfig, seed: int, masked: bool = False) -> Any:
+    """The task of one seed."""
+    from rlprompt.tasks import load_task
+
+    return load_task(config.task, seed=seed, masked=masked, **config.task_args)
+
+
+def build_run_engine(config: CompareConfig, seed: int) -> tuple[Any, Any]:
+    """(engine, task) for one seed; the LM is loaded once per process and shared."""
+    from rlprompt.lm import ScoringEngine, load_lm
+
+    lm = load_lm(config.model, device=config.device, dtype=config.dtype)
+    task = load_run_task(config, seed, masked=lm.kind == "masked")
+    task.check_verbalizers(lm.tokenizer, single_token=lm.kind == "masked")
+    return ScoringEngine(lm, task.verbalizers, task.template), task
+
+
+def run_one(config: CompareConfig, method: str, seed: int, out: str | Path, *,
+            progress: bool = False) -> dict[str, Any]:
+    """Run one (method, seed) of ``config``; write its files under ``<out>/runs/<method>-s<seed>``.
+
+    :param config: the comparison.
+    :param method: one of ``config.methods``.
+    :param seed: one of ``config.seeds``.
+    :param out: the comparison's output folder.
+    :param progress: show the agent's progress bar.
+    :returns: the run's record (a line of ``results.jsonl``); ``status`` is ``"failed"``
+        with ``error`` set when the method raised.
+    """
+    run_dir = Path(out) / "runs" / run_dir_name(method, seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    base: dict[str, Any] = {"method": method, "seed": seed, "task": config.task, "model": config.model,
+                            "budget": config.budget, "run_dir": str(Path("runs") / run_dir.name)}
+    try:
+        run = _run_manual if method == MANUAL else _run_agent
+        record = run(config, method, seed, run_dir, progress)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a failing method must not stop the comparison
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        from rlprompt.io import atomic_write_bytes
+
+        atomic_write_bytes(run_dir / "error.txt", text.encode())
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        record = {"status": "failed", "error": f"{type(exc).__name__}: {message}".rstrip(": ")}
+    record.setdefault("wall_seconds", round(time.perf_counter() - start, 3))
+    return {**base, **record}
+
+
+def _test_accuracy(agent_or_engine: Any, task: Any, prompt: Any, limit: int | None) -> dict[str, Any]:
+    """Accuracy of one prompt on (the first ``limit`` examples of) the test split."""
+    import torch
+
+    from rlprompt.rewards.metrics import class_accuracy
+
+    texts, labels = task.texts("test"), task.label_tensor("test")
+    if limit is not None:
+        texts, labels = texts[:limit], labels[:limit]
+    chunk = 256
+    parts = [agent_or_engine.score([prompt], texts[i : i + chunk]).float().cpu() for i in range(0, len(texts), chunk)]
+    acc = class_accuracy(torch.cat(parts, dim=1), labels)
+    return {"test_accuracy": float(acc.overall[0]), "test_balanced_accuracy": float(acc.balanced[0]),
+            "test_examples": len(texts)}
+
+
+def _run_manual(config: CompareConfig, method: str, seed: int, run_dir: Path, progress: bool) -> dict[str, Any]:
+    """Score the manual prompts on dev (charged), keep the best, score it on test."""
+    del method, run_dir, progress  # the same signature as _run_agent
+    from rlprompt.rewards.evaluate import evaluate_prompts
+
+    engine, task = build_run_engine(config, seed)
+    prompts = config.manual_prompts if config.manual_prompts is not None else manual_prompts(task.name)
+    before = engine.counters.copy()
+    t0 = time.perf_counter()
+    dev = evaluate_prompts(engine, task, prompts, split="dev")
+    spent = engine.counters - before
+    wall = time.perf_counter() - t0
+    best = max(range(len(prompts)), key=lambda i: (dev[i].accuracy, -i))
+    test = _test_accuracy(engine, task, prompts[best], config.test_examples)
+    return {
+        "status": "completed", "prompt_kind": "discrete", "prompt": prompts[best], "artefact": None,
+        "dev_accuracy": dev[best].accuracy, **test,
+        "prompt_evals": int(spent.prompt_evals), "forward_tokens": int(spent.forward_tokens),
+        "backward_tokens": 0, "wall_seconds": round(wall, 3),
+        "curve": [[int(spent.prompt_evals), dev[best].accuracy]],
+        "options": {"prompts": prompts}, "candidates": {p: r.accuracy for p, r in zip(prompts, dev, strict=True)},
+    }
+
+
+def _run_agent(config: CompareConfig, method: str, seed: int, run_dir: Path, progress: bool) -> dict[str, Any]:
+    from rlprompt.agents.registry import get_agent_class
+
+    agent_name, _ = resolve_method(method)
+    agent_config = build_agent_config(method, config, seed)
+    engine, task = build_run_engine(config, seed)
+    agent = get_agent_class(agent_name)(engine, task, agent_config, out_dir=run_dir)
+    learn_kwargs: dict[str, Any] = {"progress": progress}
+    if "resume" in inspect.signature(agent.learn).parameters:
+        learn_kwargs["resume"] = "auto"  # continue an interrupted run from its checkpoint
+    agent.learn(config.budget, **learn_kwargs)
+    summary = agent.summary(test=False)
+    record: dict[str, Any] = {
+        "status": summary.status, "message": summary.message, "prompt_kind": summary.prompt_kind,
+        "prompt": summary.prompt, "artefact": None, "dev_accuracy": summary.dev_accuracy,
+        "test_accuracy": None, "test_balanced_accuracy": None, "test_examples": 0,
+        "prompt_evals": summary.prompt_evals, "forward_tokens": summary.forward_tokens,
+        "backward_tokens": summary.backward_tokens, "wall_seconds": summary.wall_seconds,
+        "curve": [[p["prompt_evals"], p["best_dev_accuracy"]] for p in summary.curve],
+        "options": summary.config,
+    }
+    if agent.tracker.best is not None:
+        record.update(_test_accuracy(agent, task, agent.predict(), config.test_examples))
+        artefact = run_dir / agent.artefact_name
+        if artefact.exists():
+            record["artefact"] = str(Path("runs") / run_dir.name / agent.artefact_name)
+    elif summary.status in FINISHED:
+        record["status"] = "failed"
+        record["error"] = f"no prompt was selected ({summary.message})"
+    return record
