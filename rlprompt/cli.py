@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rlprompt import __version__
-from rlprompt.errors import RLPromptError
+from rlprompt.errors import ConfigError, RLPromptError
 
 EXIT_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -49,6 +50,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="'smollm2-135m' (embedded), a Hugging Face id, a model folder or a .gguf file")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     g.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16")
+    g.add_argument("--reward-timeout", type=float, metavar="SECONDS",
+                   help="stop with an error when one call of a custom reward (pkg.module:fn) takes longer")
 
 
 def load_task_from_args(args: argparse.Namespace, masked: bool = False) -> Any:
@@ -85,6 +88,9 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--reward", default="accuracy",
                    help="reward: accuracy, log-likelihood, gap, balanced-accuracy, balanced-gap, or pkg.module:fn")
     g.add_argument("--max-examples", type=int, help="evaluate on the first N examples only")
+    g.add_argument("--soft-prompt", type=Path, metavar="PATH",
+                   help="score a saved soft prompt (a .safetensors file or a PEFT prompt-tuning folder) "
+                        "instead of --prompt")
     g.add_argument("--out", type=Path, help="write the results as JSON here")
 
 
@@ -94,11 +100,19 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         _check_writable(args.out)
+    if args.soft_prompt is not None and args.prompts:
+        raise ConfigError("give --prompt or --soft-prompt, not both")
     engine, task = build_engine(args)
-    prompts = args.prompts or [""]
+    prompts: list[Any] = args.prompts or [""]
+    placement = "prefix"
+    if args.soft_prompt is not None:
+        from rlprompt.agents.peft_format import load_soft_prompt
+
+        embeds, meta = load_soft_prompt(args.soft_prompt, token_dim=engine.lm.input_embeddings().embedding_dim)
+        prompts, placement = [embeds], str(meta.get("placement") or meta.get("config", {}).get("placement", "prefix"))
     results = evaluate_prompts(
         engine, task, prompts, split=args.split, reward=args.reward, max_examples=args.max_examples,
-        progress=sys.stderr.isatty(),
+        progress=sys.stderr.isatty(), placement=placement,
     )
     names = task.label_names
     print(f"task {task.name} ({task.source}), split {args.split}, {results[0].n_examples} examples, "
@@ -161,6 +175,12 @@ COMMANDS: dict[str, Command] = {
     "tune": Command("find a prompt by gradient soft prompt tuning or a black-box baseline",
                     lambda p: _lazy("rlprompt.cli_tune", "add_tune_args")(p),
                     lambda a: _lazy("rlprompt.cli_tune", "run_tune")(a)),
+    "compare": Command("run several methods on the same task, seeds and budget; write a table and a plot",
+                       lambda p: _lazy("rlprompt.cli_compare", "add_compare_args")(p),
+                       lambda a: _lazy("rlprompt.cli_compare", "run_compare")(a)),
+    "demo": Command("the main job: manual prompts vs an RL agent vs soft prompt tuning, on the embedded model",
+                    lambda p: _lazy("rlprompt.cli_compare", "add_demo_args")(p),
+                    lambda a: _lazy("rlprompt.cli_compare", "run_demo")(a)),
 }
 
 
@@ -171,13 +191,21 @@ def _lazy(module: str, name: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with rlprompt's error line: ``rlprompt: error: <message> (see <command> --help)``."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_INPUT, f"rlprompt: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rlprompt", description="Find prompts for a frozen language model with reinforcement learning."
     )
     parser.add_argument("--version", action="version", version=f"rlprompt {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for name, cmd in COMMANDS.items():
         cmd.add_args(sub.add_parser(name, help=cmd.help, description=cmd.help))
     return parser
@@ -206,7 +234,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        return COMMANDS[args.command].run(args)
+        timeout = getattr(args, "reward_timeout", None)
+        if timeout is None:
+            return COMMANDS[args.command].run(args)
+        from rlprompt.rewards.registry import plugin_timeout
+
+        with plugin_timeout(timeout):
+            return COMMANDS[args.command].run(args)
     except RLPromptError as exc:
         if args.verbose:
             raise

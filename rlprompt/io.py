@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -21,7 +22,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise ConfigError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
+        raise ConfigError(f"cannot write {str(path)!r}: {write_failure(exc)}") from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -30,11 +31,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise ConfigError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
+        raise ConfigError(f"cannot write {str(path)!r}: {write_failure(exc)}") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_failure(exc: OSError) -> str:
+    """Why a write failed, in words a user acts on (disk full, size limit, permissions)."""
+    reason = exc.strerror or str(exc)
+    hints = {
+        errno.ENOSPC: "the disk is full; free some space or write elsewhere",
+        errno.EDQUOT: "the disk quota is used up; free some space or write elsewhere",
+        errno.EFBIG: "the file is larger than this file system or the file size limit (ulimit -f) allows",
+        errno.EROFS: "the file system is read-only; choose another folder",
+        errno.EACCES: "no write permission; choose another folder or fix its permissions",
+    }
+    hint = hints.get(exc.errno) if exc.errno is not None else None
+    return f"{reason} ({hint})" if hint else reason
 
 
 def _strict(obj: Any) -> Any:

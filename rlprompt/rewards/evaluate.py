@@ -70,19 +70,22 @@ def evaluate_prompts(
     chunk_size: int = 256,
     max_examples: int | None = None,
     progress: bool = False,
+    placement: str = "prefix",
 ) -> list[PromptEvaluation]:
     """Score ``prompts`` on a split of ``task`` through the engine.
 
     :param engine: the scoring engine (its verbalizers must be the task's).
     :param task: the task.
     :param prompts: text or token-id prompts, scored together (the inputs' caches are
-        shared between them).
+        shared between them); or soft prompts, float tensors [T, H] of one length.
     :param split: which split to evaluate on.
     :param reward: a reward spec for :func:`~rlprompt.rewards.get_reward`.
     :param chunk_size: examples per engine call (memory; progress granularity).
     :param max_examples: evaluate on the first N examples only.
     :param progress: show a progress bar on stderr.
+    :param placement: where soft prompts go (``"prefix"`` or ``"suffix"``); text prompts ignore it.
     :returns: one :class:`PromptEvaluation` per prompt.
+    :raises ConfigError: soft prompts mixed with text prompts, or of different lengths.
     """
     if list(engine.verbalizers) != list(task.verbalizers):
         raise ConfigError(
@@ -90,6 +93,12 @@ def evaluate_prompts(
         )
     if not prompts:
         raise ConfigError("no prompts to evaluate")
+    soft = [isinstance(p, torch.Tensor) and p.is_floating_point() for p in prompts]
+    embeds = None
+    if any(soft):
+        if not all(soft) or len({tuple(p.shape) for p in prompts}) != 1:  # type: ignore[union-attr]
+            raise ConfigError("soft prompts are scored together only with soft prompts of the same shape [T, H]")
+        embeds = torch.stack(list(prompts)).to(engine.device)  # type: ignore[arg-type]
     reward_fn = get_reward(reward)
     texts = task.texts(split)
     labels = task.label_tensor(split)
@@ -102,7 +111,10 @@ def evaluate_prompts(
     bar = _progress(len(texts), f"eval {task.name}/{split}", progress)
     for i in range(0, len(texts), chunk_size):
         chunk = texts[i : i + chunk_size]
-        parts.append(engine.score(prompts, chunk).cpu())
+        if embeds is None:
+            parts.append(engine.score(prompts, chunk).cpu())
+        else:
+            parts.append(engine.score_soft(embeds, chunk, placement=placement).cpu())  # type: ignore[arg-type]
         bar.update(len(chunk))
     bar.close()
     logprobs = torch.cat(parts, dim=1)  # [P, E, C]
@@ -112,7 +124,10 @@ def evaluate_prompts(
     rate = len(prompts) * len(texts) / max(seconds, 1e-9)
     results = []
     for p, prompt in enumerate(prompts):
-        text = prompt if isinstance(prompt, str) else engine.decode(prompt)
+        if embeds is not None:
+            text = f"<soft prompt: {embeds.shape[1]} vectors>"
+        else:
+            text = prompt if isinstance(prompt, str) else engine.decode(prompt)
         results.append(
             PromptEvaluation(
                 prompt=text, split=split, n_examples=len(texts), accuracy=float(acc.overall[p]),

@@ -12,12 +12,19 @@
 
        [project.entry-points."rlprompt.rewards"]
        my-reward = "mypkg.rewards:my_reward"
+
+Plug-in rewards (import strings, entry points, callables) resolved inside
+:func:`plugin_timeout` get that timeout unless one is given; the CLI's
+``--reward-timeout`` sets it. Built-in rewards are never given a default timeout.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import importlib
+from collections.abc import Iterator
 from importlib import metadata
 
 from rlprompt.errors import ConfigError
@@ -27,6 +34,23 @@ from rlprompt.rewards.builtin import accuracy, balanced_accuracy, balanced_gap, 
 ENTRY_POINT_GROUP = "rlprompt.rewards"
 
 _REWARDS: dict[str, RewardFn] = {}
+_PLUGIN_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar("plugin_timeout", default=None)
+
+
+@contextlib.contextmanager
+def plugin_timeout(seconds: float | None) -> Iterator[None]:
+    """Within the block, plug-in rewards resolved by :func:`get_reward` time out after ``seconds``.
+
+    :param seconds: the default timeout of each call of a plug-in reward; ``None`` waits forever.
+    :raises ConfigError: ``seconds`` is not a positive number.
+    """
+    if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0 and seconds < float("inf")):
+        raise ConfigError(f"--reward-timeout must be a positive number of seconds, got {seconds!r}")
+    token = _PLUGIN_TIMEOUT.set(seconds)
+    try:
+        yield
+    finally:
+        _PLUGIN_TIMEOUT.reset(token)
 
 
 def _key(name: str) -> str:
@@ -64,18 +88,19 @@ def get_reward(spec: str | RewardFn | Reward, *, timeout: float | None = None) -
     :param spec: a :class:`Reward`, a callable, ``"package.module:function"``, a
         registered name, or an entry-point name (see the module docstring).
     :param timeout: seconds to wait for each call (see :class:`Reward`); ``None`` keeps
-        a given :class:`Reward`'s own timeout.
+        a given :class:`Reward`'s own timeout, and gives a plug-in the :func:`plugin_timeout`.
     :raises ConfigError: unknown name (the message lists the known ones), an import string
         whose module or attribute cannot be found, or a target that is not callable.
     """
     if isinstance(spec, Reward):
         return spec if timeout is None else Reward(spec.fn, spec.name, timeout)
+    plugin = _PLUGIN_TIMEOUT.get() if timeout is None else timeout
     if callable(spec):
-        return Reward(spec, timeout=timeout)
+        return Reward(spec, timeout=plugin)
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"reward spec {spec!r} is not a name, 'module:function' string or callable")
     if ":" in spec:
-        return Reward(_import(spec), spec, timeout)
+        return Reward(_import(spec), spec, plugin)
     key = _key(spec)
     if key in _REWARDS:
         return Reward(_REWARDS[key], key, timeout)
@@ -91,7 +116,7 @@ def get_reward(spec: str | RewardFn | Reward, *, timeout: float | None = None) -
             ) from err
         if not callable(fn):
             raise ConfigError(f"reward entry point {ep.name!r} = {ep.value!r} is not callable")
-        return Reward(fn, f"{ep.name} ({ep.value})", timeout)
+        return Reward(fn, f"{ep.name} ({ep.value})", plugin)
     known = list_rewards()
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""

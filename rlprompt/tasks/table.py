@@ -31,6 +31,10 @@ _CSV = {".csv"}
 _JSONL = {".jsonl", ".ndjson", ".json"}
 # Fields may be long (documents); 2**31-1 is the largest limit every platform's C long takes.
 _FIELD_LIMIT = 2**31 - 1
+MAX_TEXT_CHARS = 1_000_000
+"""Longest example text accepted (characters): far beyond any task LM's context, so a longer
+"line" is almost always a file without line breaks. Texts that fit this limit but not the
+model's context are refused by the scoring engine, which names the example (never truncated)."""
 
 
 class LabelParser:
@@ -202,6 +206,11 @@ def _examples(
             )
         if not value.strip():
             raise DataError(f"{path}:{line}: column {text_column!r} is empty; every example needs a text")
+        if len(value) > MAX_TEXT_CHARS:
+            raise DataError(
+                f"{path}:{line}: column {text_column!r} is {len(value):,} characters long, over the limit of "
+                f"{MAX_TEXT_CHARS:,}; is the file missing line breaks? split or shorten the text"
+            )
         try:
             label = parse_label(row[label_column])
         except ValueError as err:
