@@ -42,7 +42,7 @@ def make_agent(name: str, engine: Any, task: Any, seed: int, prompt_length: int,
 
     cls = resolve_agent(name, "discrete")
     options: dict[str, Any] = {"seed": seed, "prompt_length": prompt_length, "reward": reward}
-    if name == "sql":
+    if name in ("sql", "grpo", "rloo"):
         options["examples_per_eval"] = examples_per_eval
     elif name in ("ppo", "a2c", "maskable-ppo"):
         options["examples_per_episode"] = examples_per_eval

@@ -37,6 +37,8 @@ SPACE_NAMES: dict[tuple[str, str], str] = {
     ("a2c", "discrete"): "a2c",
     ("maskable-ppo", "discrete"): "maskable-ppo",
     ("sql", "discrete"): "sql",
+    ("grpo", "discrete"): "grpo",
+    ("rloo", "discrete"): "rloo",
     ("ppo", "soft"): "ppo-soft",
     ("sac", "soft"): "sac",
     ("td3", "soft"): "td3",
@@ -157,7 +159,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     add_task_args(p)
     add_model_args(p)
     g = p.add_argument_group("training")
-    g.add_argument("--agent", default="sql", help="ppo, a2c, maskable-ppo, sql (discrete); ppo, sac, td3 (soft)")
+    g.add_argument("--agent", default="sql", help="ppo, a2c, maskable-ppo, sql, grpo, rloo (discrete); "
+                   "ppo, sac, td3 (soft)")
     g.add_argument("--space", default="discrete", help="discrete (token prompts) or soft (embedding prompts)")
     g.add_argument("--budget", type=int, default=2000,
                    help="prompt evaluations to spend (one prompt scored on one batch of examples = 1)")

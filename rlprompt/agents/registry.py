@@ -41,6 +41,7 @@ class AgentSpec:
 
 _CONFIGS = "rlprompt.agents.configs"
 _RL = "rlprompt.agents.rl_configs"
+_GRPO = "rlprompt.agents.grpo_config"
 
 AGENTS: dict[str, AgentSpec] = {
     "soft-prompt": AgentSpec("rlprompt.agents.soft_prompt:SoftPromptTuning", f"{_CONFIGS}:SoftPromptConfig",
@@ -67,6 +68,10 @@ AGENTS: dict[str, AgentSpec] = {
                      command="train", kind="soft"),
     "td3": AgentSpec("rlprompt.agents.sb3:TD3Agent", f"{_RL}:TD3Config", "TD3 (SB3) writing soft prompts",
                      command="train", kind="soft"),
+    "grpo": AgentSpec("rlprompt.agents.grpo:GRPOAgent", f"{_GRPO}:GRPOAgentConfig",
+                      "a policy LM that writes prompts, trained with TRL's GRPO", command="train"),
+    "rloo": AgentSpec("rlprompt.agents.grpo:RLOOAgent", f"{_GRPO}:RLOOAgentConfig",
+                      "a policy LM that writes prompts, trained with TRL's RLOO", command="train"),
 }
 
 
