@@ -18,9 +18,10 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# The main job on the embedded defaults: SmolLM2-135M on the built-in demo task.
+# The main job on the embedded defaults: SmolLM2-135M on the built-in demo task,
+# manual prompts vs an RL agent vs soft prompt tuning (rlprompt demo; writes runs/demo-demo).
 demo: setup
-	$(VENV)/bin/rlprompt eval --task demo --prompt "" --prompt " It was" --prompt " The review is"
+	$(VENV)/bin/rlprompt demo
 
 # Every test: fast unit tests on tiny in-memory models, then the integration tests
 # on the real SmolLM2 and the shared few-shot data.

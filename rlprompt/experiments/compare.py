@@ -154,6 +154,9 @@ def compare(config: CompareConfig, out: str | Path, *, executor: Executor | None
     :returns: the records, the table and the counts.
     :raises ConfigError: ``out`` holds another comparison; an executor that cannot start.
     """
+    from rlprompt.experiments.runner import check_methods
+
+    check_methods(config)  # a bad option fails now, not after hours of other runs
     out = Path(out)
     executor = executor or InProcessExecutor()
     progress = sys.stderr.isatty() if progress is None else progress

@@ -9,7 +9,6 @@ the agent has written its best prompt so far and its checkpoint.
 
 from __future__ import annotations
 
-import inspect
 import time
 import traceback
 import typing
@@ -62,6 +61,16 @@ def build_agent_config(method: str, config: CompareConfig, seed: int) -> Any:
         return cls(**values)
     except TypeError as exc:
         raise ConfigError(f"{method}: {exc}") from None
+
+
+def check_methods(config: CompareConfig) -> None:
+    """Build every method's config once (cheap, no LM), so bad options fail before any run.
+
+    :raises ConfigError: an option a method does not have, or a bad value.
+    """
+    for method in config.methods:
+        if method != MANUAL:
+            build_agent_config(method, config, config.seeds[0])
 
 
 def load_run_task(config: CompareConfig, seed: int, masked: bool = False) -> Any:
@@ -161,10 +170,7 @@ def _run_agent(config: CompareConfig, method: str, seed: int, run_dir: Path, pro
     agent_config = build_agent_config(method, config, seed)
     engine, task = build_run_engine(config, seed)
     agent = get_agent_class(agent_name)(engine, task, agent_config, out_dir=run_dir)
-    learn_kwargs: dict[str, Any] = {"progress": progress}
-    if "resume" in inspect.signature(agent.learn).parameters:
-        learn_kwargs["resume"] = "auto"  # continue an interrupted run from its checkpoint
-    agent.learn(config.budget, **learn_kwargs)
+    agent.learn(config.budget, progress=progress, resume="auto")  # an interrupted run continues
     summary = agent.summary(test=False)
     record: dict[str, Any] = {
         "status": summary.status, "message": summary.message, "prompt_kind": summary.prompt_kind,
