@@ -225,7 +225,9 @@ class GRPOAgent(DiscreteAgent):
         if cfg.lora:
             lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, target_modules="all-linear",
                               task_type="CAUSAL_LM")
-            model = get_peft_model(model, lora)
+            with warnings.catch_warnings():  # PEFT reads a transformers attribute that v5 renamed
+                warnings.filterwarnings("ignore", r".*is_gradient_checkpointing.*", FutureWarning)
+                model = get_peft_model(model, lora)
         return model
 
     def meta_prompts(self, n: int) -> list[str]:
@@ -254,16 +256,18 @@ class GRPOAgent(DiscreteAgent):
         return tuple(self.engine.prompt_tokens(text)) if text else ()
 
     @torch.no_grad()
-    def sample_prompts(self, n: int, *, greedy: bool = False) -> list[str]:
+    def sample_prompts(self, n: int, *, greedy: bool = False, metas: Sequence[str] | None = None) -> list[str]:
         """Write ``n`` prompts with the current policy (not charged to the budget).
 
         :param n: prompts to write.
         :param greedy: take the most likely token instead of sampling.
+        :param metas: the meta-prompts to write after (default: ``n`` fresh ones).
         :returns: the prompt texts.
         """
         cfg, tok = self.config, self.policy_tokenizer
         device = next(self.policy.parameters()).device
-        enc = tok(self.meta_prompts(n), return_tensors="pt", padding=True).to(device)
+        metas = self.meta_prompts(n) if metas is None else list(metas)
+        enc = tok(metas, return_tensors="pt", padding=True).to(device)
         was_training = self.policy.training
         self.policy.eval()
         sampling = {} if greedy else {"temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k or 0}
