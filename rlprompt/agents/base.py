@@ -136,6 +136,10 @@ class BaseAgent(ABC):
     """``"discrete"`` or ``"soft"``."""
     artefact_name: ClassVar[str] = ""
     """File name of the saved best prompt inside ``out_dir``."""
+    supports_resume: ClassVar[bool] = False
+    """True for an agent whose loop calls :meth:`safe_point` and whose state hooks save all
+    of its state; others write no checkpoint, stop at once on Ctrl-C/SIGTERM and refuse
+    ``resume=True``."""
 
     def __init__(self, engine: ScoringEngine, task: Task, config: AgentConfig | None = None, *,
                  out_dir: str | Path | None = None) -> None:
@@ -280,7 +284,7 @@ class BaseAgent(ABC):
         """Write ``out_dir/checkpoint/`` now (atomically); None without ``out_dir``."""
         from rlprompt.agents.checkpoint import global_rng_state, save_checkpoint
 
-        if self.out_dir is None or self.budget is None:
+        if self.out_dir is None or self.budget is None or not self.supports_resume:
             return None
         tensors, meta = self.checkpoint_state()
         meta["fingerprint"] = self.fingerprint()
@@ -341,11 +345,14 @@ class BaseAgent(ABC):
 
         if resume not in (False, True, "auto"):
             raise ConfigError(f"resume must be False, True or 'auto', got {resume!r}")
+        if resume is True and not self.supports_resume:
+            raise ConfigError(f"{self.name or type(self).__name__} cannot resume from a checkpoint yet; "
+                              "run it again without resume (--resume)")
         if self.out_dir is None:
             if resume is True:
                 raise ConfigError("resume=True needs an out_dir holding a checkpoint (out_dir=...; --out)")
             return None
-        if resume is False:
+        if resume is False or not self.supports_resume:
             remove_checkpoint(self.out_dir)
             return None
         found = load_checkpoint(self.out_dir)
@@ -388,7 +395,7 @@ class BaseAgent(ABC):
         import signal
 
         name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
-        if self._stop_requested or self.out_dir is None:
+        if self._stop_requested or self.out_dir is None or not self.supports_resume:
             self._stop_requested = self._stop_requested or name
             raise LearningInterrupted(f"stopped by {name}")
         self._stop_requested = name

@@ -41,6 +41,7 @@ class CMAES(SoftAgent):
     """
 
     name: ClassVar[str] = "cma"
+    supports_resume: ClassVar[bool] = True
     config_class: ClassVar[type[AgentConfig]] = CMAESConfig
     config: CMAESConfig
 

@@ -132,6 +132,7 @@ class SB3Agent(BaseAgent):
     :param out_dir: where to write the curve, the logs, the best prompt, the policy and the summary.
     """
 
+    supports_resume: ClassVar[bool] = True
     algo_name: ClassVar[str] = ""
     space: ClassVar[str] = ""
     config: RLConfig

@@ -33,6 +33,7 @@ class DiscreteSearch(DiscreteAgent):
     :class:`~rlprompt.agents.lm_prior.LMPriorSampling`; a subclass writes :meth:`propose`.
     """
 
+    supports_resume: ClassVar[bool] = True
     config_class: ClassVar[type[AgentConfig]] = DiscreteSearchConfig
     config: DiscreteSearchConfig
 

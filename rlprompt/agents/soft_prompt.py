@@ -43,6 +43,7 @@ class SoftPromptTuning(SoftAgent):
     """
 
     name: ClassVar[str] = "soft-prompt"
+    supports_resume: ClassVar[bool] = True
     config_class: ClassVar[type[AgentConfig]] = SoftPromptConfig
     config: SoftPromptConfig
 

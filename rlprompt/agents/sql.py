@@ -147,6 +147,7 @@ class SoftQLearning(DiscreteAgent):
     """
 
     name: ClassVar[str] = "sql"
+    supports_resume: ClassVar[bool] = True
     config_class: ClassVar[type[AgentConfig]] = SQLConfig
     config: SQLConfig
     space: ClassVar[str] = "discrete"
