@@ -337,5 +337,28 @@ def test_train_killed_with_sigkill_resumes_to_the_uninterrupted_result(tiny_lm, 
     for key in ("status", "prompt", "dev_accuracy", "test_accuracy", "prompt_evals"):
         assert a[key] == b[key], key
     assert [p["prompt_evals"] for p in a["curve"]] == [p["prompt_evals"] for p in b["curve"]]
+    assert (killed / "logs" / "progress.1.csv").is_file() and (killed / "logs" / "progress.csv").is_file()
     assert json.loads((killed / "prompt.json").read_text())["tokens"] == \
         json.loads((tmp_path / "whole" / "prompt.json").read_text())["tokens"]
+
+
+def test_tune_resume_flag(tiny_lm, task, tmp_path, capsys):
+    """`rlprompt tune --resume` continues a finished or stopped run; it needs --out."""
+    from rlprompt import cli
+
+    model = tmp_path / "model"
+    tiny_lm.model.save_pretrained(model)
+    tiny_lm.tokenizer.save_pretrained(model)
+    out = tmp_path / "tune"
+    args = ["tune", "--model", str(model), "--method", "random", "--budget", "30", "--batch-size", "8",
+            "--no-progress", "--no-project"]
+    assert cli.main([*args, "--resume"]) == 2
+    assert "--resume needs --out" in capsys.readouterr().err
+    assert cli.main([*args, "--out", str(out), "--resume"]) == 2
+    assert "nothing to resume: no checkpoint" in capsys.readouterr().err
+    assert cli.main([*args, "--out", str(out), "--checkpoint-every", "0"]) == 0
+    first = json.loads((out / "summary.json").read_text())
+    assert cli.main([*args, "--out", str(out), "--resume"]) == 0
+    again = json.loads((out / "summary.json").read_text())
+    assert (again["prompt"], again["prompt_evals"], again["test_accuracy"]) == \
+        (first["prompt"], first["prompt_evals"], first["test_accuracy"])

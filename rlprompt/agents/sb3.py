@@ -62,6 +62,20 @@ __all__ = [
 A = TypeVar("A", bound="SB3Agent")
 
 
+def logs_folder(agent: BaseAgent) -> str:
+    """``out_dir/logs`` for SB3's logger; a resumed run first keeps the earlier run's
+    ``progress.csv`` as ``progress.1.csv`` (``.2``, ...), since SB3's CSV writer starts a new file."""
+    assert agent.out_dir is not None
+    folder = agent.out_dir / "logs"
+    old = folder / "progress.csv"
+    if agent.resuming and old.is_file():
+        n = 1
+        while (folder / f"progress.{n}.csv").exists():
+            n += 1
+        old.replace(folder / f"progress.{n}.csv")
+    return str(folder)
+
+
 def tensorboard_available() -> bool:
     """True when the ``tensorboard`` package is importable (SB3 then also writes event files)."""
     import importlib.util
@@ -240,7 +254,7 @@ class SB3Agent(BaseAgent):
 
         formats = ["csv"] + (["tensorboard"] if tensorboard_available() else [])
         if self.out_dir is not None:
-            self.model.set_logger(configure(str(self.out_dir / "logs"), formats))
+            self.model.set_logger(configure(logs_folder(self), formats))
 
     def _learn(self) -> None:
         assert self.budget is not None

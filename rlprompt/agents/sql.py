@@ -466,9 +466,9 @@ class SoftQLearning(DiscreteAgent):
             return None
         from stable_baselines3.common.logger import configure
 
-        from rlprompt.agents.sb3 import tensorboard_available
+        from rlprompt.agents.sb3 import logs_folder, tensorboard_available
 
-        return configure(str(self.out_dir / "logs"), ["csv"] + (["tensorboard"] if tensorboard_available() else []))
+        return configure(logs_folder(self), ["csv"] + (["tensorboard"] if tensorboard_available() else []))
 
     # -- saving ---------------------------------------------------------------------------
 
