@@ -254,13 +254,20 @@ def test_checkpoint_folder_is_replaced_atomically(tmp_path):
     assert load_checkpoint(tmp_path)[1]["n"] == 3 and not (tmp_path / f".{FOLDER}.old").exists()
 
 
-def test_unreadable_checkpoint_is_a_clear_error(tmp_path):
+def test_unreadable_checkpoint_is_a_clear_error(tiny_lm, task, tmp_path):
     from rlprompt.errors import DataError
 
     save_checkpoint(tmp_path, {"x": torch.arange(3)}, {"n": 1})
     (tmp_path / FOLDER / "state.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(DataError, match="cannot read the checkpoint .* delete it to start afresh"):
         load_checkpoint(tmp_path)
+    # a checkpoint whose tensors were lost does not fit: a clear error, not a KeyError
+    make("soft-prompt", tiny_lm, task, tmp_path / "run").learn(20, progress=False)
+    tensors, meta = load_checkpoint(tmp_path / "run")
+    del tensors["soft_prompt/prompt"]
+    save_checkpoint(tmp_path / "run", tensors, meta)
+    with pytest.raises(DataError, match="does not fit this soft-prompt agent .*delete it to start afresh"):
+        make("soft-prompt", tiny_lm, task, tmp_path / "run").learn(20, progress=False, resume=True)
 
 
 # -- reproducibility ---------------------------------------------------------------------------

@@ -43,7 +43,7 @@ import torch
 from rlprompt.agents.budget import Budget
 from rlprompt.agents.configs import AgentConfig, check_positive, enum_choice
 from rlprompt.agents.tracking import BestTracker, Candidate, CurveLogger, CurvePoint
-from rlprompt.errors import ConfigError
+from rlprompt.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from rlprompt.lm import ScoringEngine
@@ -236,7 +236,11 @@ class BaseAgent(ABC):
         self.resuming = found is not None
         self._stop_requested = ""
         if found is not None:
-            self.restore_state(*found)
+            try:
+                self.restore_state(*found)
+            except (KeyError, IndexError, ValueError, TypeError, RuntimeError) as exc:
+                raise DataError(f"the checkpoint in {str(self.out_dir / 'checkpoint')!r} does not fit this "
+                                f"{self.name} agent ({type(exc).__name__}: {exc}); delete it to start afresh") from None
         if self.out_dir is not None:
             self._curve_log = CurveLogger(self.out_dir / "curve.csv", points=self.tracker.curve)
         if progress:
