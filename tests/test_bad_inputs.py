@@ -246,7 +246,8 @@ CASES: dict[str, Case] = {
     "template-without-sentence": Case([*EVAL, "--template", "{{prompt}} only"], "{sentence}"),
     "template-unknown-field": Case([*EVAL, "--template", "{{sentence}} {{prompt}} {{label}}"], "label"),
     # -- the model
-    "unknown-model-name": Case([*EVAL], "no-such-model-xyz", model="no_such"),
+    "unknown-model-name": Case([*EVAL], "no-such-model-xyz", model="no_such", subprocess=True),
+    "missing-model-folder": Case([*EVAL], "no-such-folder", model="no_such_folder"),
     "empty-model-folder": Case([*EVAL], "config.json", model="empty_model"),
     "broken-config.json": Case([*EVAL], "cannot load model", model="broken_config"),
     "corrupt-model-safetensors": Case([*EVAL], "cannot load model", model="corrupt_model"),
@@ -321,7 +322,8 @@ def _file_size_limit() -> None:
 def run_cli(name: str, case: Case, w: SimpleNamespace, out: Path, capsys: Any,
             monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
     """Run one case; returns (exit code, stderr)."""
-    paths = {k: str(v) for k, v in vars(w).items()} | {"out": str(out), "no_such": "no-such-model-xyz"}
+    paths = {k: str(v) for k, v in vars(w).items()} | {"out": str(out), "no_such": "no-such-model-xyz",
+                                                       "no_such_folder": str(w.root / "no-such-folder")}
     paths["model"] = paths[case.model]
     argv = [a.format(**paths) for a in case.argv]
     if not case.subprocess:
@@ -337,7 +339,8 @@ def run_cli(name: str, case: Case, w: SimpleNamespace, out: Path, capsys: Any,
         command = [sys.executable, str(w.rewards / "disk_full.py"), *argv]
     elif name == "file-size-limit":
         preexec = _file_size_limit
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONDONTWRITEBYTECODE": "1",
+    # Offline, as on a machine without the hub (otherwise an unknown model name waits on the network).
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONDONTWRITEBYTECODE": "1", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=w.rewards, env=env,
                           stdin=subprocess.DEVNULL, preexec_fn=preexec)
