@@ -207,7 +207,8 @@ class Case:
     subprocess: bool = False
     model: str = "model"
     started: bool = False
-    """The error comes after learning began: the run's complete log rows may stay (never a summary or temp file)."""
+    """The error comes after learning began: the run's logs, best prompt and a summary with status "failed"
+    may stay (never a temp file)."""
 
 
 CASES: dict[str, Case] = {
@@ -360,8 +361,10 @@ def test_bad_input(name: str, world: SimpleNamespace, tmp_path: Path, capsys: An
     assert case.match in lines[-1], lines[-1]
     assert len(lines[-1]) < 600, lines[-1]
     left = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
-    if case.started:
-        assert not [p for p in left if p.name == "summary.json" or ".tmp" in p.name], left
+    if case.started:  # what was found is kept, with a summary that names the failure
+        assert not [p for p in left if ".tmp" in p.name], left
+        summaries = [json.loads(p.read_text()) for p in left if p.name == "summary.json"]
+        assert all(s["status"] == "failed" and case.match in s["message"] for s in summaries), summaries
     else:
         assert not left, f"files left in --out: {left}"
     assert not list(world.read_only.iterdir())

@@ -75,7 +75,8 @@ class RunSummary:
     :param method: agent name (``"soft-prompt"``, ``"cma"``, ...).
     :param task: task name.
     :param model: the task LM's name.
-    :param status: ``"completed"``, ``"early-stopped"``, ``"non-finite-loss"``, ``"interrupted"``.
+    :param status: ``"completed"``, ``"early-stopped"``, ``"non-finite-loss"``, ``"interrupted"``,
+        ``"failed"`` (an error ended learning; ``message`` names it).
     :param message: a line about how it ended.
     :param prompt_kind: ``"discrete"`` or ``"soft"``.
     :param prompt: the selected prompt as text (a soft prompt: its nearest tokens).
@@ -266,6 +267,13 @@ class BaseAgent(ABC):
             if self.out_dir is not None and checkpoint_exists(self.out_dir):
                 self.message += f"; continue with resume (--resume): {self.out_dir / 'checkpoint'}"
             self._finish()
+            raise
+        except Exception as exc:
+            # Keep what was found (best prompt, curve, summary with the error), then report the error.
+            self.status = "failed"
+            self.message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            with contextlib.suppress(Exception):  # e.g. a full disk: the first error is the one to report
+                self._finish()
             raise
         finally:
             self._restore_signal_handlers(handlers)

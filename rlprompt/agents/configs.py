@@ -135,6 +135,8 @@ class SoftPromptConfig(AgentConfig):
         if self.init is Init.TEXT and not self.init_text:
             raise ConfigError("init='text' needs init_text, e.g. init_text=' It was'")
         check_positive(self.lr, "lr", allow_none=True, integer=False)
+        if self.lr is not None and self.lr > 1e6:  # beyond float32 optimiser state: a typo, not a setting
+            raise ConfigError(f"lr must be at most 1e6, got {self.lr!r}")
         check_positive(self.batch_size, "batch_size")
         for name in ("max_steps", "epochs", "eval_every", "patience"):
             check_positive(getattr(self, name), name, allow_none=True)
