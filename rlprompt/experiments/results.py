@@ -80,7 +80,7 @@ class MethodRow:
         vals = self._values(key)
         if not vals:
             return math.nan, math.nan
-        return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+        return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else math.nan)
 
     @property
     def best_run(self) -> dict[str, Any] | None:
@@ -105,9 +105,10 @@ def method_rows(records: Iterable[dict[str, Any]], methods: Sequence[str]) -> li
 
 
 def _pct(mean: float, std: float | None = None) -> str:
+    """``"81.2 (3.4)"``; no spread for one seed (std None or NaN)."""
     if math.isnan(mean):
         return "n/a"
-    return f"{100 * mean:.1f}" if std is None else f"{100 * mean:.1f} ({100 * std:.1f})"
+    return f"{100 * mean:.1f}" if std is None or math.isnan(std) else f"{100 * mean:.1f} ({100 * std:.1f})"
 
 
 def _cell(text: str) -> str:
