@@ -41,12 +41,16 @@ class InProcessExecutor:
             on_record(run_one(config, method, seed, out, progress=progress))
 
 
-def _ray_run_one(config: dict[str, Any], method: str, seed: int, out: str, threads: int) -> dict[str, Any]:
+def _ray_run_one(config: dict[str, Any], method: str, seed: int, out: str, threads: int,
+                 reward_timeout: float | None = None) -> dict[str, Any]:
     """A Ray task: one run in a worker process (which loads the LM once and keeps it)."""
     import torch
 
+    from rlprompt.rewards.registry import plugin_timeout
+
     torch.set_num_threads(max(1, threads))
-    return run_one(CompareConfig.from_dict(config), method, seed, out, progress=False)
+    with plugin_timeout(reward_timeout):  # the driver's --reward-timeout holds in the worker too
+        return run_one(CompareConfig.from_dict(config), method, seed, out, progress=False)
 
 
 class RayExecutor:
@@ -93,12 +97,16 @@ class RayExecutor:
             except Exception as exc:  # Ray's connection errors are of many types
                 raise ConfigError(f"cannot start Ray{f' at {self.address!r}' if self.address else ''}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        from rlprompt.rewards.registry import _PLUGIN_TIMEOUT
+
+        reward_timeout = _PLUGIN_TIMEOUT.get()
         remote = ray.remote(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, max_retries=0)(_ray_run_one)
         pending: dict[Any, tuple[str, int]] = {}
         try:
             for method, seed in jobs:
                 on_start(method, seed)
-                ref = remote.remote(config.as_dict(), method, seed, str(out.resolve()), self.cpus_per_run)
+                ref = remote.remote(config.as_dict(), method, seed, str(out.resolve()), self.cpus_per_run,
+                                    reward_timeout)
                 pending[ref] = (method, seed)
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
