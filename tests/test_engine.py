@@ -294,10 +294,10 @@ def build_broken(lm):  # noqa: ANN001, ANN201
 
     from rlprompt.lm.loading import _freeze
 
-    model = copy.deepcopy(lm.model)
-    with torch.no_grad():
-        model.model.norm.weight.fill_(float("nan"))
-    return _freeze("broken", model, lm.tokenizer, "causal", torch.device("cpu"))
+    broken = _freeze("broken", copy.deepcopy(lm.model), lm.tokenizer, "causal", torch.device("cpu"))
+    with torch.no_grad():  # after loading, which refuses NaN weights: the engine must still catch NaN scores
+        broken.model.model.norm.weight.fill_(float("nan"))
+    return broken
 
 
 # -- the real model -------------------------------------------------------------------
