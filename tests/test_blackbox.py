@@ -117,6 +117,15 @@ def test_cma_prompts_stay_in_the_embedding_range(engine, task, tiny_lm):
     assert agent.extra["generations"] >= 3
 
 
+@pytest.mark.parametrize("budget", [100, 77])
+def test_cma_ends_cleanly_when_the_budget_cuts_a_generation(engine, task, budget):
+    # The last generation is only partly scored; CMA-ES must not be asked again without a
+    # tell (its TPA step-size adaptation raises). These defaults failed before the fix.
+    agent = CMAES(engine, task, CMAESConfig(seed=13))
+    agent.learn(budget, progress=False)
+    assert agent.status == "completed" and agent.summary().prompt_evals <= budget
+
+
 def test_prefix_placement_for_cma(engine, task):
     agent = CMAES(engine, task, CMAESConfig(popsize=4, intrinsic_dim=8, placement="prefix"))
     agent.learn(12, progress=False)

@@ -119,5 +119,9 @@ class CMAES(SoftAgent):
             chosen = gate.admit(train)[: budget.remaining]
             if chosen:
                 self.evaluate_dev(prompts[chosen], train_scores=[train[i] for i in chosen])
+            if n < len(zs):
+                # A partial generation cannot be told to CMA-ES, and asking again without a
+                # tell breaks its step-size adaptation: the budget's last generation ends here.
+                break
             self.safe_point()
         self.extra["generations"] = self._generations
