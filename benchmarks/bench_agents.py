@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--json", type=Path, help="also write the figures as a flat JSON object")
     args = parser.parse_args(argv)
 
-    from bench_manual import MANUAL_PROMPTS
-
+    from rlprompt.experiments.manual import MANUAL_PROMPTS
     from rlprompt.lm import ScoringEngine, load_lm
     from rlprompt.rewards.evaluate import evaluate_prompts
     from rlprompt.tasks import load_task

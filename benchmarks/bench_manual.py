@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from rlprompt.experiments.manual import MANUAL_PROMPTS
 from rlprompt.lm import ScoringEngine, load_lm
 from rlprompt.rewards.evaluate import evaluate_prompts
 from rlprompt.tasks import load_task
@@ -24,13 +25,6 @@ OTHER_TEMPLATES = {
     "sst-2": [("Review: {sentence} {prompt}", " Sentiment:"),
               ("Review: {sentence} {prompt}", " Overall, the movie was"),
               ("Movie review: {sentence} {prompt}", " Did the critic like it? The movie was")],
-}
-MANUAL_PROMPTS = {
-    "sst-2": ["", " It was", " The movie was", " All in all, it was", " Overall, the film is",
-              " In summary, this review is", " Sentiment:"],
-    "sst-5": ["", " It was", " The movie was", " All in all, it was"],
-    "agnews": ["", " Topic:", " This news is about", " Category:"],
-    "trec": ["", " Question type:", " The answer is a", " Answer type:"],
 }
 
 
