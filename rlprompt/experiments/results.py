@@ -111,6 +111,10 @@ def _pct(mean: float, std: float | None = None) -> str:
     return f"{100 * mean:.1f}" if std is None or math.isnan(std) else f"{100 * mean:.1f} ({100 * std:.1f})"
 
 
+def _short(text: str, limit: int = 48) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -129,8 +133,9 @@ def summary_table(rows: Sequence[MethodRow], task: str) -> list[str]:
         toks, _ = row.mean_std("forward_tokens")
         wall, _ = row.mean_std("wall_seconds")
         best = row.best_run
-        prompt = "" if best is None else (repr(best.get("prompt")) if best.get("prompt_kind") == "discrete"
-                                          else f"soft: {best.get('artefact') or ''} (≈ {best.get('prompt')!r})")
+        prompt = "" if best is None else (_short(repr(best.get("prompt"))) if best.get("prompt_kind") == "discrete"
+                                          else f"soft: {best.get('artefact') or ''} "
+                                               f"(nearest tokens {_short(repr(best.get('prompt')))})")
         seeds = f"{len(row.runs)}" + (f" (+{len(row.failed)} failed)" if row.failed else "")
         lines.append(
             f"| {row.method} | {_pct(test, test_sd)} | {_pct(dev)} | {seeds} | "
@@ -199,13 +204,10 @@ def write_curves(folder: str | Path, config: Any, records: Sequence[dict[str, An
         if not curves:
             continue
         stack = np.vstack(curves)
-        with np.errstate(all="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mean = np.nanmean(stack, axis=0)
-                lo, hi = np.nanmin(stack, axis=0), np.nanmax(stack, axis=0)
+        # Only where every seed has a first dev evaluation: a mean over a changing set of
+        # seeds could fall, which a best-so-far curve never does.
+        stack = np.where(np.isfinite(stack).all(axis=0), stack, np.nan)
+        mean, lo, hi = stack.mean(axis=0), stack.min(axis=0), stack.max(axis=0)
         (line,) = ax.plot(grid, 100 * mean, label=f"{row.method} ({len(curves)} seeds)", lw=1.8)
         if len(curves) > 1:
             ax.fill_between(grid, 100 * lo, 100 * hi, color=line.get_color(), alpha=0.15, lw=0)
