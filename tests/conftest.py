@@ -96,3 +96,25 @@ def fsc16() -> Path:
     if not (FSC16 / "sst-2").is_dir():
         pytest.skip(f"shared few-shot data not found at {FSC16} (set RLPROMPT_FSC16)")
     return FSC16
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_lm) -> Path:
+    """The tiny Llama saved as a model folder (``--model PATH`` for CLI tests)."""
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tiny_lm.model.save_pretrained(folder)
+    tiny_lm.tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def great_task():
+    """A synthetic task where every label is ' great': the best one-token prompt is ' great' itself."""
+    import dataclasses
+
+    from rlprompt.tasks import Example, demo_task
+
+    base = demo_task(n_train=32, n_dev=32, n_test=32)
+    relabel = [Example(e.text, 1) for e in base.train], [Example(e.text, 1) for e in base.dev], \
+        [Example(e.text, 1) for e in base.test]
+    return dataclasses.replace(base, name="all-great", train=relabel[0], dev=relabel[1], test=relabel[2])

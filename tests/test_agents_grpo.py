@@ -9,10 +9,8 @@ the whole 420-token vocabulary, nearly uniformly at first.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import statistics
-from pathlib import Path
 
 import pytest
 import torch
@@ -25,8 +23,6 @@ from rlprompt.errors import ConfigError
 from rlprompt.lm import ScoringEngine
 from rlprompt.lm.loading import FrozenLM
 from rlprompt.rewards import register_reward
-from rlprompt.tasks import demo_task
-from rlprompt.tasks.task import Example
 
 SYNTH = {"reward": "log-likelihood", "num_generations": 8, "prompts_per_step": 2}
 
@@ -38,15 +34,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def great_task():
-    """Every label is ' great': the best one-token prompt is ' great' itself."""
-    base = demo_task(n_train=32, n_dev=32, n_test=32)
-    relabel = [Example(e.text, 1) for e in base.train], [Example(e.text, 1) for e in base.dev], \
-        [Example(e.text, 1) for e in base.test]
-    return dataclasses.replace(base, name="all-great", train=relabel[0], dev=relabel[1], test=relabel[2])
 
 
 @pytest.fixture
@@ -214,14 +201,6 @@ def train_cli(monkeypatch):
     if "train" not in cli.COMMANDS:
         monkeypatch.setitem(cli.COMMANDS, "train", cli.Command("train", add_train_args, run_train))
     return cli.main
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, tiny_lm) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tiny_lm.model.save_pretrained(folder)
-    tiny_lm.tokenizer.save_pretrained(folder)
-    return folder
 
 
 def test_registry_and_resolve_agent():

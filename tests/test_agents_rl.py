@@ -8,9 +8,7 @@ deviations above the other 63 candidate words). Random choice writes it 1 time i
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,8 +21,6 @@ from rlprompt.cli_train import add_train_args, resolve_agent, run_train
 from rlprompt.errors import ConfigError
 from rlprompt.lm import ScoringEngine
 from rlprompt.rewards import register_reward
-from rlprompt.tasks import demo_task
-from rlprompt.tasks.task import Example
 
 VOCAB = {"vocab": "words", "max_vocab": 64}
 TEST_RL = {"prompt_length": 1, "reward": "log-likelihood", "n_envs": 16, "examples_per_episode": None}
@@ -37,15 +33,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def great_task():
-    """Every label is ' great': the best one-token prompt is ' great' itself."""
-    base = demo_task(n_train=32, n_dev=32, n_test=32)
-    relabel = [Example(e.text, 1) for e in base.train], [Example(e.text, 1) for e in base.dev], \
-        [Example(e.text, 1) for e in base.test]
-    return dataclasses.replace(base, name="all-great", train=relabel[0], dev=relabel[1], test=relabel[2])
 
 
 @pytest.fixture
@@ -210,14 +197,6 @@ def train_cli(monkeypatch):
     if "train" not in cli.COMMANDS:
         monkeypatch.setitem(cli.COMMANDS, "train", cli.Command("train", add_train_args, run_train))
     return cli.main
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, tiny_lm) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tiny_lm.model.save_pretrained(folder)
-    tiny_lm.tokenizer.save_pretrained(folder)
-    return folder
 
 
 def one_error_line(capsys) -> str:

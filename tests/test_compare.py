@@ -23,14 +23,6 @@ from rlprompt.experiments.results import ResultsLog
 BUDGET = 16
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, tiny_lm) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tiny_lm.model.save_pretrained(folder)
-    tiny_lm.tokenizer.save_pretrained(folder)
-    return folder
-
-
 def config(model: Path, **kw: Any) -> CompareConfig:
     values: dict[str, Any] = {"task": "demo", "seeds": [1, 2], "methods": ["manual", "random", "soft-prompt"],
                               "budget": BUDGET, "model": str(model), "prompt_length": 2}
