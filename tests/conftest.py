@@ -118,3 +118,13 @@ def great_task():
     relabel = [Example(e.text, 1) for e in base.train], [Example(e.text, 1) for e in base.dev], \
         [Example(e.text, 1) for e in base.test]
     return dataclasses.replace(base, name="all-great", train=relabel[0], dev=relabel[1], test=relabel[2])
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models are far faster on one thread on a shared CPU (no thread contention);
+    use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

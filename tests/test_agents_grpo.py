@@ -27,13 +27,7 @@ from rlprompt.rewards import register_reward
 SYNTH = {"reward": "log-likelihood", "num_generations": 8, "prompts_per_step": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models are far faster on one thread on a shared CPU (no thread contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -26,13 +26,7 @@ VOCAB = {"vocab": "words", "max_vocab": 64}
 TEST_RL = {"prompt_length": 1, "reward": "log-likelihood", "n_envs": 16, "examples_per_episode": None}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models are far faster on one thread on a shared CPU (no thread contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

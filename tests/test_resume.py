@@ -45,13 +45,7 @@ OPTIONS: dict[str, tuple[int, dict[str, Any]]] = {
 EXACT = ["random", "lm-prior", "cma", "soft-prompt", "sql"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models are far faster on one thread on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

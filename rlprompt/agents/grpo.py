@@ -413,11 +413,9 @@ class GRPOAgent(DiscreteAgent):
         """SB3's logger writing ``out_dir/logs/progress.csv`` (and TensorBoard files when installed)."""
         if self.out_dir is None:
             return None
-        from stable_baselines3.common.logger import configure
+        from rlprompt.agents.sb3 import progress_logger
 
-        from rlprompt.agents.sb3 import tensorboard_available
-
-        return configure(str(self.out_dir / "logs"), ["csv"] + (["tensorboard"] if tensorboard_available() else []))
+        return progress_logger(self)
 
     # -- saving -------------------------------------------------------------------------------
 

@@ -76,6 +76,13 @@ def logs_folder(agent: BaseAgent) -> str:
     return str(folder)
 
 
+def progress_logger(agent: BaseAgent) -> Any:
+    """SB3's logger writing ``out_dir/logs/progress.csv`` (and TensorBoard events when installed)."""
+    from stable_baselines3.common.logger import configure
+
+    return configure(logs_folder(agent), ["csv"] + (["tensorboard"] if tensorboard_available() else []))
+
+
 def tensorboard_available() -> bool:
     """True when the ``tensorboard`` package is importable (SB3 then also writes event files)."""
     import importlib.util
@@ -250,11 +257,8 @@ class SB3Agent(BaseAgent):
         return prompts
 
     def _setup_logger(self) -> None:
-        from stable_baselines3.common.logger import configure
-
-        formats = ["csv"] + (["tensorboard"] if tensorboard_available() else [])
         if self.out_dir is not None:
-            self.model.set_logger(configure(logs_folder(self), formats))
+            self.model.set_logger(progress_logger(self))
 
     def _learn(self) -> None:
         assert self.budget is not None
