@@ -36,16 +36,14 @@ DISCRETE_AGENTS = ["sql", "ppo", "a2c", "maskable-ppo", "random", "lm-prior"]
 
 
 def make_agent(name: str, engine: Any, task: Any, seed: int, prompt_length: int, reward: str,
-               examples_per_eval: int | None, out: Path | None) -> Any:
+               examples_per_episode: int | None, out: Path | None) -> Any:
     """An agent by name, with the benchmark's shared options."""
-    from rlprompt.cli_train import resolve_agent
+    from rlprompt.cli.train import resolve_agent
 
     cls = resolve_agent(name, "discrete")
     options: dict[str, Any] = {"seed": seed, "prompt_length": prompt_length, "reward": reward}
-    if name in ("sql", "grpo", "rloo"):
-        options["examples_per_eval"] = examples_per_eval
-    elif name in ("ppo", "a2c", "maskable-ppo"):
-        options["examples_per_episode"] = examples_per_eval
+    if name in ("sql", "grpo", "rloo", "ppo", "a2c", "maskable-ppo"):
+        options["examples_per_episode"] = examples_per_episode
     return cls(engine, task, cls.config_class(**options), out_dir=out)
 
 
@@ -87,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         chosen: dict[str, dict[str, Any]] = {}
         for name in args.agents:
             out = args.out / f"{name}-s{seed}" if args.out else None
-            agent = make_agent(name, engine, task, seed, args.prompt_length, args.reward, args.examples_per_eval, out)
+            agent = make_agent(name, engine, task, seed, args.prompt_length, args.reward, args.examples_per_episode, out)
             print(f"[seed {seed}] {name}: learning ({args.budget} prompt evaluations) ...", file=sys.stderr, flush=True)
             agent.learn(args.budget, progress=sys.stderr.isatty())
             s = agent.summary()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rlprompt.agents.grpo import GRPOAgent, GRPOAgentConfig
+from rlprompt.agents.rl.grpo.agent import GRPOAgent, GRPOAgentConfig
 from rlprompt.lm import ScoringEngine, load_lm
 from rlprompt.tasks import load_task
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rlprompt.agents.rl_configs import PPOConfig
-from rlprompt.agents.sb3 import PPOAgent
+from rlprompt.agents import PPOAgent
+from rlprompt.agents.rl.sb3.config import PPOConfig
 from rlprompt.lm import ScoringEngine, load_lm
 from rlprompt.tasks import load_task
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rlprompt.agents.rl_configs import SACConfig
-from rlprompt.agents.sb3 import SACAgent
+from rlprompt.agents import SACAgent
+from rlprompt.agents.rl.sb3.config import SACConfig
 from rlprompt.lm import ScoringEngine, load_lm
 from rlprompt.tasks import load_task
 

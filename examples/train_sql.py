@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rlprompt.agents.rl_configs import SQLConfig
-from rlprompt.agents.sql import SoftQLearning
+from rlprompt.agents.rl.sql.agent import SoftQLearning
+from rlprompt.agents.rl.sql.config import SQLConfig
 from rlprompt.lm import ScoringEngine, load_lm
 from rlprompt.tasks import load_task
 

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from rlprompt import cli
-from rlprompt.agents.grpo import GRPOAgent, GRPOAgentConfig, RLOOAgent, RLOOAgentConfig, shared_copy
 from rlprompt.agents.registry import get_agent_class, get_config_class
-from rlprompt.cli_train import add_train_args, resolve_agent, run_train
+from rlprompt.agents.rl.grpo.agent import GRPOAgent, GRPOAgentConfig, RLOOAgent, RLOOAgentConfig, shared_copy
+from rlprompt.cli.train import add_train_args, resolve_agent, run_train
 from rlprompt.errors import ConfigError
 from rlprompt.lm import ScoringEngine
 from rlprompt.lm.loading import FrozenLM
@@ -95,7 +95,7 @@ def test_shared_copy_shares_tensors_not_modules(tiny_lm):
 @pytest.mark.parametrize("budget", [37, 100])
 def test_budget_is_spent_exactly(engine, great_task, budget):
     agent = GRPOAgent(engine, great_task, GRPOAgentConfig(seed=3, prompt_length=3, lora=False, learning_rate=1e-3,
-                                                          examples_per_eval=8, **SYNTH))
+                                                          examples_per_episode=8, **SYNTH))
     start = engine.counters.prompt_evals
     agent.learn(budget, progress=False)
     spent = engine.counters.prompt_evals - start
@@ -247,7 +247,7 @@ def test_train_grpo_sst2_end_to_end_smollm(train_cli, smollm, fsc16, tmp_path, c
     out = tmp_path / "sst2"
     code = train_cli(["train", "--task", "sst-2", "--data-dir", str(fsc16), "--seed", "42", "--agent", "grpo",
                       "--budget", "16", "--set", "num_generations=4", "--set", "prompts_per_step=1", "--set",
-                      "examples_per_eval=8", "--out", str(out), "--progress", "off", "--no-test"])
+                      "examples_per_episode=8", "--out", str(out), "--progress", "off", "--no-test"])
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == smollm.name and summary["status"] == "completed"

@@ -16,8 +16,8 @@ import torch
 
 from rlprompt import cli
 from rlprompt.agents import sb3
-from rlprompt.agents.sql import SoftQLearning, SQLConfig
-from rlprompt.cli_train import add_train_args, resolve_agent, run_train
+from rlprompt.agents.rl.sql.agent import SoftQLearning, SQLConfig
+from rlprompt.cli.train import add_train_args, resolve_agent, run_train
 from rlprompt.errors import ConfigError
 from rlprompt.lm import ScoringEngine
 from rlprompt.rewards import register_reward
@@ -239,7 +239,7 @@ def test_train_soft_writes_safetensors(train_cli, tiny_model_dir, tmp_path):
                       "--prompt-length", "2", "--set", "n_envs=4", "--set", "learning_starts=8", "--out", str(out),
                       "--progress", "off", "--no-test"])
     assert code == 0
-    from rlprompt.agents.peft_format import load_soft_prompt
+    from rlprompt.agents.gradient.peft_format import load_soft_prompt
 
     embeds, meta = load_soft_prompt(out / "prompt.safetensors", token_dim=32)
     assert embeds.shape == (2, 32) and meta["agent"] == "td3"
@@ -282,7 +282,7 @@ def test_train_sst2_end_to_end_smollm(train_cli, smollm, fsc16, tmp_path, capsys
 
     out = tmp_path / "sst2"
     code = train_cli(["train", "--task", "sst-2", "--data-dir", str(fsc16), "--seed", "42", "--agent", "sql",
-                      "--budget", "16", "--set", "batch_size=8", "--set", "examples_per_eval=8", "--out", str(out),
+                      "--budget", "16", "--set", "batch_size=8", "--set", "examples_per_episode=8", "--out", str(out),
                       "--progress", "off", "--no-test"])
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())

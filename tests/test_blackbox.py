@@ -24,8 +24,8 @@ from rlprompt.agents import (
     get_config_class,
     list_agents,
 )
-from rlprompt.agents.lm_prior import sample_continuations
-from rlprompt.agents.tracking import read_curve
+from rlprompt.agents.core.tracking import read_curve
+from rlprompt.agents.search.lm_prior import sample_continuations
 from rlprompt.envs.vocab import candidate_vocab
 from rlprompt.errors import ConfigError
 from rlprompt.lm import ScoringEngine
@@ -108,7 +108,7 @@ def test_lm_prior_samples_and_charges_its_tokens(engine, task, tiny_lm):
 
 
 def test_cma_prompts_stay_in_the_embedding_range(engine, task, tiny_lm):
-    agent = CMAES(engine, task, CMAESConfig(popsize=6, intrinsic_dim=16, n_tokens=3, dev_top_k=2))
+    agent = CMAES(engine, task, CMAESConfig(popsize=6, intrinsic_dim=16, prompt_length=3, dev_top_k=2))
     agent.learn(30, progress=False)
     prompt = agent.predict()
     table = tiny_lm.input_embeddings().weight.detach()

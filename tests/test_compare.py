@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rlprompt.agents.kinds import DiscreteAgent
+from rlprompt.agents.core.kinds import DiscreteAgent
 from rlprompt.agents.registry import AGENTS, AgentSpec
 from rlprompt.cli import main
 from rlprompt.errors import ConfigError
@@ -88,10 +88,10 @@ class _Crashes(DiscreteAgent):
 
 @pytest.fixture
 def crashing_method():
-    from rlprompt.agents.configs import RandomSearchConfig
+    from rlprompt.agents.search.config import RandomSearchConfig
 
     _Crashes.config_class = RandomSearchConfig
-    AGENTS["crashes"] = AgentSpec(f"{__name__}:_Crashes", "rlprompt.agents.configs:RandomSearchConfig")
+    AGENTS["crashes"] = AgentSpec(f"{__name__}:_Crashes", "rlprompt.agents.search.config:RandomSearchConfig")
     yield "crashes"
     del AGENTS["crashes"]
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from rlprompt.agents import Budget, get_agent_class, get_config_class
-from rlprompt.agents.checkpoint import (
+from rlprompt.agents.core.checkpoint import (
     FOLDER,
     checkpoint_folder,
     load_checkpoint,

@@ -175,6 +175,18 @@ def returns_nan(lp: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.tensor([float("nan"), float("inf")])
 
 
+def test_plugin_may_return_a_list_a_numpy_array_or_a_tensor() -> None:
+    """TRL's reward functions return lists: lists, numpy arrays and tensors all give the same rewards."""
+    import numpy as np
+
+    lp, expected = lp_from_probs(PROBS), torch.tensor([0.25, -1.5])
+    for returned in ([0.25, -1.5], np.array([0.25, -1.5]), np.array([0.25, -1.5], dtype=np.float32), expected):
+        out = get_reward(lambda lp, y, r=returned: r)(lp, LABELS)
+        assert out.rewards.dtype.is_floating_point and out.rewards.tolist() == expected.tolist()
+    with pytest.raises(RewardError, match="holding bool"):
+        get_reward(lambda lp, y: [True, False])(lp, LABELS)
+
+
 @pytest.mark.parametrize(
     ("fn", "match"),
     [
@@ -185,8 +197,8 @@ def returns_nan(lp: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         ),
         (returns_nan, r"'test_rewards:returns_nan' returned 2 non-finite value\(s\)"),
         (
-            lambda lp, y: [1.0, 2.0],
-            r"returned rewards of type list; expected a torch tensor of shape \[P\] = \[2\]",
+            lambda lp, y: ["1.0", 2.0],
+            r"returned rewards holding str; expected numbers, one per prompt \(\[P\] = \[2\]\)",
         ),
         (lambda lp, y: (torch.ones(2), {}, 1), r"returned a tuple of 3"),
         (lambda lp, y: (torch.ones(2), {"d": torch.ones(3)}), r"diagnostic 'd' of shape \[3\]"),

@@ -71,7 +71,7 @@ def test_model_folder_with_pickle_weights_is_refused(tmp_path: Path, marker: Pat
 @pytest.mark.parametrize("writer", [_pickle, _torch_save], ids=["pickle", "torch.save"])
 @pytest.mark.parametrize("name", ["prompt.safetensors", "prompt.pt"])
 def test_soft_prompt_file_with_pickle_is_refused(tmp_path: Path, marker: Path, writer: Any, name: str) -> None:
-    from rlprompt.agents.peft_format import load_soft_prompt
+    from rlprompt.agents.gradient.peft_format import load_soft_prompt
 
     path = writer(tmp_path / name, marker)
     with pytest.raises(DataError, match="not a valid safetensors"):
@@ -79,7 +79,7 @@ def test_soft_prompt_file_with_pickle_is_refused(tmp_path: Path, marker: Path, w
 
 
 def test_peft_folder_with_pickle_is_refused(tmp_path: Path, marker: Path) -> None:
-    from rlprompt.agents.peft_format import import_peft, load_soft_prompt
+    from rlprompt.agents.gradient.peft_format import import_peft, load_soft_prompt
 
     folder = tmp_path / "peft"
     folder.mkdir()
@@ -94,7 +94,7 @@ def test_peft_folder_with_pickle_is_refused(tmp_path: Path, marker: Path) -> Non
 
 
 def test_checkpoint_with_pickle_is_refused(tmp_path: Path, marker: Path) -> None:
-    from rlprompt.agents.checkpoint import load_checkpoint
+    from rlprompt.agents.core.checkpoint import load_checkpoint
 
     folder = tmp_path / "run" / "checkpoint"
     folder.mkdir(parents=True)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rlprompt.agents import Budget, SoftPromptConfig, SoftPromptTuning, get_agent_class
-from rlprompt.agents.peft_format import export_peft, load_soft_prompt
+from rlprompt.agents.gradient.peft_format import export_peft, load_soft_prompt
 from rlprompt.errors import ConfigError, DataError
 from rlprompt.lm import ScoringEngine
 from rlprompt.tasks import Example, Task
@@ -64,7 +64,7 @@ def test_peft_loads_the_export_and_matches_prefix_scores(tmp_path, task):
 
     lm = build_tiny_causal()  # a fresh copy: PEFT wraps it
     eng = engine_for(lm, task)
-    agent = SoftPromptTuning(eng, task, SoftPromptConfig(placement="prefix", n_tokens=4, lr=0.05))
+    agent = SoftPromptTuning(eng, task, SoftPromptConfig(placement="prefix", prompt_length=4, learning_rate=0.05))
     agent.learn(12, progress=False)
     folder = agent.export_peft(tmp_path / "peft")
     config = json.loads((folder / "adapter_config.json").read_text())
@@ -85,17 +85,17 @@ def test_peft_loads_the_export_and_matches_prefix_scores(tmp_path, task):
 
     # import from PEFT's format: the same prompt, prefix placement
     back = SoftPromptTuning.load(folder, eng, task)
-    assert back.placement.value == "prefix" and back.config.n_tokens == 4
+    assert back.placement.value == "prefix" and back.config.prompt_length == 4
     torch.testing.assert_close(back.predict(), agent.predict())
 
 
 def test_save_load_and_projection(tmp_path, tiny_lm, task):
     eng = engine_for(tiny_lm, task)
-    agent = SoftPromptTuning(eng, task, SoftPromptConfig(n_tokens=3), out_dir=tmp_path / "run")
+    agent = SoftPromptTuning(eng, task, SoftPromptConfig(prompt_length=3), out_dir=tmp_path / "run")
     agent.learn(10, progress=False)
     path = agent.save(tmp_path / "p.safetensors")
     embeds, meta = load_soft_prompt(path, token_dim=32)
-    assert meta["agent"] == "soft-prompt" and meta["placement"] == "suffix" and meta["config"]["n_tokens"] == 3
+    assert meta["agent"] == "soft-prompt" and meta["placement"] == "suffix" and meta["config"]["prompt_length"] == 3
     again = SoftPromptTuning.load(path, eng, task)
     torch.testing.assert_close(again.predict(), agent.predict())
     assert again.tracker.best.dev_accuracy == pytest.approx(agent.tracker.best.dev_accuracy)
@@ -116,7 +116,7 @@ def test_save_load_and_projection(tmp_path, tiny_lm, task):
 @pytest.mark.parametrize("placement", ["suffix", "prefix"])
 def test_learns_the_synthetic_task(sharp_lm, task, placement):
     eng = engine_for(sharp_lm, task)
-    agent = SoftPromptTuning(eng, task, SoftPromptConfig(placement=placement, lr=0.1, eval_every=4))
+    agent = SoftPromptTuning(eng, task, SoftPromptConfig(placement=placement, learning_rate=0.1, eval_every=4))
     agent.learn(120, progress=False)
     curve = agent.tracker.curve
     losses = [-p.train_score for p in curve[1:]]
@@ -157,7 +157,7 @@ def test_max_steps_epochs_and_early_stopping(tiny_lm, task):
     agent = SoftPromptTuning(eng, task, SoftPromptConfig(epochs=2))  # 32 examples / 16 = 2 steps per epoch
     agent.learn(500, progress=False)
     assert agent.extra["steps"] == 4 and agent.status == "completed"
-    agent = SoftPromptTuning(eng, task, SoftPromptConfig(lr=1e-6, eval_every=1, patience=3))
+    agent = SoftPromptTuning(eng, task, SoftPromptConfig(learning_rate=1e-6, eval_every=1, patience=3))
     agent.learn(500, progress=False)
     assert agent.status == "early-stopped" and "3 evaluations" in agent.message
     assert agent.extra["steps"] < 10
@@ -177,7 +177,7 @@ class _DivergesAfter(SoftPromptTuning):
 
 def test_nan_loss_stops_and_keeps_the_best(tmp_path, tiny_lm, task):
     eng = engine_for(tiny_lm, task)
-    agent = _DivergesAfter(eng, task, SoftPromptConfig(lr=0.5, eval_every=1), out_dir=tmp_path)
+    agent = _DivergesAfter(eng, task, SoftPromptConfig(learning_rate=0.5, eval_every=1), out_dir=tmp_path)
     agent.learn(100, progress=False)
     assert agent.status == "non-finite-loss"
     assert "NaN" in agent.message and "at step 5" in agent.message and "smaller lr" in agent.message
@@ -214,11 +214,11 @@ def test_interrupt_leaves_the_best_and_the_summary(tmp_path, tiny_lm, task):
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"n_tokens": 0}, "n_tokens must be a positive integer, got 0"),
+    ({"prompt_length": 0}, "prompt_length must be a positive integer, got 0"),
     ({"placement": "middle"}, "placement 'middle' is not known; choose one of 'suffix', 'prefix'"),
     ({"init": "text"}, "init='text' needs init_text"),
     ({"optimizer": "sgd"}, "optimizer 'sgd' is not known"),
-    ({"lr": -1.0}, "lr must be a positive number"),
+    ({"learning_rate": -1.0}, "learning_rate must be a positive number"),
     ({"batch_size": 0}, "batch_size must be a positive integer"),
 ])
 def test_bad_options(kwargs, match):
@@ -227,8 +227,8 @@ def test_bad_options(kwargs, match):
 
 
 def test_n_tokens_beyond_the_context(tiny_lm, task):
-    with pytest.raises(ConfigError, match=r"exceed the 256-token context of 'tiny-llama'; use n_tokens <= \d+"):
-        SoftPromptTuning(engine_for(tiny_lm, task), task, SoftPromptConfig(n_tokens=300))
+    with pytest.raises(ConfigError, match=r"exceed the 256-token context of 'tiny-llama'; use prompt_length <= \d+"):
+        SoftPromptTuning(engine_for(tiny_lm, task), task, SoftPromptConfig(prompt_length=300))
 
 
 def test_bad_budget_and_unknown_method(tiny_lm, task):
@@ -269,7 +269,7 @@ def test_peft_folder_errors(tmp_path, tiny_lm, task):
 def test_tune_end_to_end_on_sst2(smollm, fsc16, tmp_path, capsys):
     import argparse
 
-    from rlprompt.cli_tune import add_tune_args, run_tune
+    from rlprompt.cli.tune import add_tune_args, run_tune
 
     # the shared seed-42 train/dev, and the first 20 test examples (a full test pass is minutes on CPU)
     data = tmp_path / "fsc16"

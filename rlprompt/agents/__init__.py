@@ -7,7 +7,7 @@
 - :class:`LMPriorSampling` (``lm-prior``): prompts sampled from the task LM itself.
 
 Shared pieces: :class:`Budget` (prompt evaluations; the rules are in
-:mod:`rlprompt.agents.budget`), :class:`BaseAgent` (``learn``/``predict``/``save``/``load``,
+:mod:`rlprompt.agents.core.budget`), :class:`BaseAgent` (``learn``/``predict``/``save``/``load``,
 best-on-dev selection, curve, summary), :class:`DiscreteAgent` and :class:`SoftAgent`.
 Names map to classes through :data:`AGENTS` (:func:`get_agent_class`).
 
@@ -17,7 +17,7 @@ Importing this package is cheap: the classes load on first use.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rlprompt.agents.registry import (
     AGENTS,
@@ -28,56 +28,54 @@ from rlprompt.agents.registry import (
     register_agent,
 )
 
-if TYPE_CHECKING:
-    from rlprompt.agents.base import BaseAgent, RunSummary
-    from rlprompt.agents.budget import Budget
-    from rlprompt.agents.cma_es import CMAES
-    from rlprompt.agents.configs import (
-        AgentConfig,
-        CMAESConfig,
-        LMPriorConfig,
-        Placement,
-        RandomSearchConfig,
-        SoftPromptConfig,
-    )
-    from rlprompt.agents.kinds import DiscreteAgent, SoftAgent
-    from rlprompt.agents.lm_prior import LMPriorSampling
-    from rlprompt.agents.peft_format import export_peft, import_peft, load_soft_prompt, save_soft_prompt
-    from rlprompt.agents.random_search import RandomSearch
-    from rlprompt.agents.soft_prompt import SoftPromptTuning
-    from rlprompt.agents.tracking import BestTracker, Candidate, CurveLogger, CurvePoint, TopKGate
-
 _LAZY = {
-    "AgentConfig": "rlprompt.agents.configs",
-    "BaseAgent": "rlprompt.agents.base",
-    "RunSummary": "rlprompt.agents.base",
-    "Budget": "rlprompt.agents.budget",
-    "CMAES": "rlprompt.agents.cma_es",
-    "CMAESConfig": "rlprompt.agents.configs",
-    "DiscreteAgent": "rlprompt.agents.kinds",
-    "Placement": "rlprompt.agents.configs",
-    "SoftAgent": "rlprompt.agents.kinds",
-    "LMPriorConfig": "rlprompt.agents.configs",
-    "LMPriorSampling": "rlprompt.agents.lm_prior",
-    "export_peft": "rlprompt.agents.peft_format",
-    "import_peft": "rlprompt.agents.peft_format",
-    "load_soft_prompt": "rlprompt.agents.peft_format",
-    "save_soft_prompt": "rlprompt.agents.peft_format",
-    "RandomSearch": "rlprompt.agents.random_search",
-    "RandomSearchConfig": "rlprompt.agents.configs",
-    "SoftPromptConfig": "rlprompt.agents.configs",
-    "SoftPromptTuning": "rlprompt.agents.soft_prompt",
-    "BestTracker": "rlprompt.agents.tracking",
-    "Candidate": "rlprompt.agents.tracking",
-    "CurveLogger": "rlprompt.agents.tracking",
-    "CurvePoint": "rlprompt.agents.tracking",
-    "TopKGate": "rlprompt.agents.tracking",
+    # core: the loop every agent shares
+    "AgentConfig": "rlprompt.agents.core.config",
+    "BaseAgent": "rlprompt.agents.core.base",
+    "RunSummary": "rlprompt.agents.core.summary",
+    "Budget": "rlprompt.agents.core.budget",
+    "DiscreteAgent": "rlprompt.agents.core.kinds",
+    "SoftAgent": "rlprompt.agents.core.kinds",
+    "BestTracker": "rlprompt.agents.core.tracking",
+    "Candidate": "rlprompt.agents.core.tracking",
+    "CurveLogger": "rlprompt.agents.core.tracking",
+    "CurvePoint": "rlprompt.agents.core.tracking",
+    "TopKGate": "rlprompt.agents.core.tracking",
+    "Placement": "rlprompt.lm.template",
+    # search: random, LM-prior, CMA-ES
+    "CMAES": "rlprompt.agents.search.cma_es",
+    "CMAESConfig": "rlprompt.agents.search.config",
+    "LMPriorConfig": "rlprompt.agents.search.config",
+    "LMPriorSampling": "rlprompt.agents.search.lm_prior",
+    "RandomSearch": "rlprompt.agents.search.random_search",
+    "RandomSearchConfig": "rlprompt.agents.search.config",
+    # gradient: soft prompt tuning and PEFT's format
+    "SoftPromptConfig": "rlprompt.agents.gradient.config",
+    "SoftPromptTuning": "rlprompt.agents.gradient.soft_prompt",
+    "export_peft": "rlprompt.agents.gradient.peft_format",
+    "import_peft": "rlprompt.agents.gradient.peft_format",
+    "load_soft_prompt": "rlprompt.agents.gradient.peft_format",
+    "save_soft_prompt": "rlprompt.agents.gradient.peft_format",
+    # rl: soft Q-learning, SB3, TRL
+    "SoftQLearning": "rlprompt.agents.rl.sql.agent",
+    "SQLConfig": "rlprompt.agents.rl.sql.config",
+    "PPOAgent": "rlprompt.agents.rl.sb3.algorithms",
+    "A2CAgent": "rlprompt.agents.rl.sb3.algorithms",
+    "MaskablePPOAgent": "rlprompt.agents.rl.sb3.algorithms",
+    "SoftPPOAgent": "rlprompt.agents.rl.sb3.algorithms",
+    "SACAgent": "rlprompt.agents.rl.sb3.algorithms",
+    "TD3Agent": "rlprompt.agents.rl.sb3.algorithms",
+    "GRPOAgent": "rlprompt.agents.rl.grpo.agent",
+    "RLOOAgent": "rlprompt.agents.rl.grpo.agent",
+    "GRPOAgentConfig": "rlprompt.agents.rl.grpo.config",
+    "RLOOAgentConfig": "rlprompt.agents.rl.grpo.config",
 }
 
 __all__ = [
+    "A2CAgent",
     "AGENTS",
-    "AgentSpec",
     "AgentConfig",
+    "AgentSpec",
     "BaseAgent",
     "BestTracker",
     "Budget",
@@ -87,15 +85,26 @@ __all__ = [
     "CurveLogger",
     "CurvePoint",
     "DiscreteAgent",
+    "GRPOAgent",
+    "GRPOAgentConfig",
     "LMPriorConfig",
     "LMPriorSampling",
+    "MaskablePPOAgent",
+    "PPOAgent",
     "Placement",
+    "RLOOAgent",
+    "RLOOAgentConfig",
     "RandomSearch",
     "RandomSearchConfig",
     "RunSummary",
+    "SACAgent",
+    "SQLConfig",
     "SoftAgent",
+    "SoftPPOAgent",
     "SoftPromptConfig",
     "SoftPromptTuning",
+    "SoftQLearning",
+    "TD3Agent",
     "TopKGate",
     "export_peft",
     "get_agent_class",

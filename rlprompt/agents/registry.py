@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING
 from rlprompt.errors import ConfigError
 
 if TYPE_CHECKING:
-    from rlprompt.agents.base import BaseAgent
-    from rlprompt.agents.configs import AgentConfig
+    from rlprompt.agents.core.base import BaseAgent
+    from rlprompt.agents.core.config import AgentConfig
 
 
 @dataclass(frozen=True)
 class AgentSpec:
     """A registered agent.
 
-    :param agent: ``"package.module:Class"`` of the agent (a :class:`~rlprompt.agents.base.BaseAgent`).
+    :param agent: ``"package.module:Class"`` of the agent (a :class:`~rlprompt.agents.core.base.BaseAgent`).
     :param config: ``"package.module:Class"`` of its config dataclass (keep it free of torch).
     :param help: one line for ``--help``.
     :param command: ``"train"`` (RL agents) or ``"tune"`` (gradient and black-box baselines).
@@ -39,38 +39,41 @@ class AgentSpec:
     kind: str = "discrete"
 
 
-_CONFIGS = "rlprompt.agents.configs"
-_RL = "rlprompt.agents.rl_configs"
-_GRPO = "rlprompt.agents.grpo_config"
+_SEARCH = "rlprompt.agents.search.config"
+_GRADIENT = "rlprompt.agents.gradient.config"
+_SB3 = "rlprompt.agents.rl.sb3.config"
+_SB3_AGENTS = "rlprompt.agents.rl.sb3.algorithms"
+_SQL = "rlprompt.agents.rl.sql.config"
+_GRPO = "rlprompt.agents.rl.grpo.config"
 
 AGENTS: dict[str, AgentSpec] = {
-    "soft-prompt": AgentSpec("rlprompt.agents.soft_prompt:SoftPromptTuning", f"{_CONFIGS}:SoftPromptConfig",
+    "soft-prompt": AgentSpec("rlprompt.agents.gradient.soft_prompt:SoftPromptTuning", f"{_GRADIENT}:SoftPromptConfig",
                              "gradient soft prompt tuning (Lester et al. 2021)", kind="soft"),
-    "cma": AgentSpec("rlprompt.agents.cma_es:CMAES", f"{_CONFIGS}:CMAESConfig",
+    "cma": AgentSpec("rlprompt.agents.search.cma_es:CMAES", f"{_SEARCH}:CMAESConfig",
                      "CMA-ES over a random projection of a soft prompt (Sun et al. 2022)", kind="soft"),
-    "random": AgentSpec("rlprompt.agents.random_search:RandomSearch", f"{_CONFIGS}:RandomSearchConfig",
+    "random": AgentSpec("rlprompt.agents.search.random_search:RandomSearch", f"{_SEARCH}:RandomSearchConfig",
                         "uniform random prompts from the discrete env's candidate vocabulary"),
-    "lm-prior": AgentSpec("rlprompt.agents.lm_prior:LMPriorSampling", f"{_CONFIGS}:LMPriorConfig",
+    "lm-prior": AgentSpec("rlprompt.agents.search.lm_prior:LMPriorSampling", f"{_SEARCH}:LMPriorConfig",
                           "prompts sampled from the task LM itself, best on dev"),
     # RL agents (rlprompt train)
-    "ppo": AgentSpec("rlprompt.agents.sb3:PPOAgent", f"{_RL}:PPOConfig", "PPO (SB3) writing discrete prompts",
+    "ppo": AgentSpec(f"{_SB3_AGENTS}:PPOAgent", f"{_SB3}:PPOConfig", "PPO (SB3) writing discrete prompts",
                      command="train"),
-    "a2c": AgentSpec("rlprompt.agents.sb3:A2CAgent", f"{_RL}:A2CConfig", "A2C (SB3) writing discrete prompts",
+    "a2c": AgentSpec(f"{_SB3_AGENTS}:A2CAgent", f"{_SB3}:A2CConfig", "A2C (SB3) writing discrete prompts",
                      command="train"),
-    "maskable-ppo": AgentSpec("rlprompt.agents.sb3:MaskablePPOAgent", f"{_RL}:MaskablePPOConfig",
+    "maskable-ppo": AgentSpec(f"{_SB3_AGENTS}:MaskablePPOAgent", f"{_SB3}:MaskablePPOConfig",
                               "MaskablePPO (sb3-contrib): discrete prompts without repeated tokens", command="train"),
-    "sql": AgentSpec("rlprompt.agents.sql:SoftQLearning", f"{_RL}:SQLConfig",
+    "sql": AgentSpec("rlprompt.agents.rl.sql.agent:SoftQLearning", f"{_SQL}:SQLConfig",
                      "RLPrompt's soft Q-learning: frozen LM + MLP, starting from the LM's own distribution",
                      command="train"),
-    "ppo-soft": AgentSpec("rlprompt.agents.sb3:SoftPPOAgent", f"{_RL}:SoftPPOConfig", "PPO (SB3) writing soft prompts",
+    "ppo-soft": AgentSpec(f"{_SB3_AGENTS}:SoftPPOAgent", f"{_SB3}:SoftPPOConfig", "PPO (SB3) writing soft prompts",
                           command="train", kind="soft"),
-    "sac": AgentSpec("rlprompt.agents.sb3:SACAgent", f"{_RL}:SACConfig", "SAC (SB3) writing soft prompts",
+    "sac": AgentSpec(f"{_SB3_AGENTS}:SACAgent", f"{_SB3}:SACConfig", "SAC (SB3) writing soft prompts",
                      command="train", kind="soft"),
-    "td3": AgentSpec("rlprompt.agents.sb3:TD3Agent", f"{_RL}:TD3Config", "TD3 (SB3) writing soft prompts",
+    "td3": AgentSpec(f"{_SB3_AGENTS}:TD3Agent", f"{_SB3}:TD3Config", "TD3 (SB3) writing soft prompts",
                      command="train", kind="soft"),
-    "grpo": AgentSpec("rlprompt.agents.grpo:GRPOAgent", f"{_GRPO}:GRPOAgentConfig",
+    "grpo": AgentSpec("rlprompt.agents.rl.grpo.agent:GRPOAgent", f"{_GRPO}:GRPOAgentConfig",
                       "a policy LM that writes prompts, trained with TRL's GRPO", command="train"),
-    "rloo": AgentSpec("rlprompt.agents.grpo:RLOOAgent", f"{_GRPO}:RLOOAgentConfig",
+    "rloo": AgentSpec("rlprompt.agents.rl.grpo.agent:RLOOAgent", f"{_GRPO}:RLOOAgentConfig",
                       "a policy LM that writes prompts, trained with TRL's RLOO", command="train"),
 }
 

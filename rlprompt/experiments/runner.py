@@ -32,12 +32,12 @@ def run_dir_name(method: str, seed: int) -> str:
 def build_agent_config(method: str, config: CompareConfig, seed: int) -> Any:
     """The agent's config for one run: the shared options, the alias's, then the user's.
 
-    Shared: ``seed``, ``prompt_length`` (or ``n_tokens``) and, when given, ``reward``.
+    Shared: ``seed``, ``prompt_length`` and, when given, ``reward``.
 
     :raises ConfigError: an option the agent does not have, or a bad value.
     """
+    from rlprompt.agents.core.options import parse_value
     from rlprompt.agents.registry import get_config_class
-    from rlprompt.cli_train import parse_value
 
     agent_name, fixed = resolve_method(method)
     cls = get_config_class(agent_name)
@@ -46,8 +46,6 @@ def build_agent_config(method: str, config: CompareConfig, seed: int) -> Any:
     values: dict[str, Any] = {"seed": seed}
     if "prompt_length" in names:
         values["prompt_length"] = config.prompt_length
-    elif "n_tokens" in names:
-        values["n_tokens"] = config.prompt_length
     if config.reward is not None and "reward" in names:
         values["reward"] = config.reward
     values.update(fixed)
@@ -123,20 +121,10 @@ def run_one(config: CompareConfig, method: str, seed: int, out: str | Path, *,
     return {**base, **record}
 
 
-def _test_accuracy(agent_or_engine: Any, task: Any, prompt: Any, limit: int | None) -> dict[str, Any]:
-    """Accuracy of one prompt on (the first ``limit`` examples of) the test split."""
-    import torch
-
-    from rlprompt.rewards.metrics import class_accuracy
-
-    texts, labels = task.texts("test"), task.label_tensor("test")
-    if limit is not None:
-        texts, labels = texts[:limit], labels[:limit]
-    chunk = 256
-    parts = [agent_or_engine.score([prompt], texts[i : i + chunk]).float().cpu() for i in range(0, len(texts), chunk)]
-    acc = class_accuracy(torch.cat(parts, dim=1), labels)
-    return {"test_accuracy": float(acc.overall[0]), "test_balanced_accuracy": float(acc.balanced[0]),
-            "test_examples": len(texts)}
+def _test_accuracy(evaluation: Any) -> dict[str, Any]:
+    """The record's test fields from a :class:`~rlprompt.rewards.evaluate.PromptEvaluation`."""
+    return {"test_accuracy": evaluation.accuracy, "test_balanced_accuracy": evaluation.balanced_accuracy,
+            "test_examples": evaluation.n_examples}
 
 
 def _run_manual(config: CompareConfig, method: str, seed: int, run_dir: Path, progress: bool) -> dict[str, Any]:
@@ -152,7 +140,8 @@ def _run_manual(config: CompareConfig, method: str, seed: int, run_dir: Path, pr
     spent = engine.counters - before
     wall = time.perf_counter() - t0
     best = max(range(len(prompts)), key=lambda i: (dev[i].accuracy, -i))
-    test = _test_accuracy(engine, task, prompts[best], config.test_examples)
+    test = _test_accuracy(evaluate_prompts(engine, task, [prompts[best]], split="test",
+                                           max_examples=config.test_examples)[0])
     return {
         "status": "completed", "prompt_kind": "discrete", "prompt": prompts[best], "artefact": None,
         "dev_accuracy": dev[best].accuracy, **test,
@@ -182,7 +171,7 @@ def _run_agent(config: CompareConfig, method: str, seed: int, run_dir: Path, pro
         "options": summary.config,
     }
     if agent.tracker.best is not None:
-        record.update(_test_accuracy(agent, task, agent.predict(), config.test_examples))
+        record.update(_test_accuracy(agent.evaluate("test", max_examples=config.test_examples)))
         artefact = run_dir / agent.artefact_name
         if artefact.exists():
             record["artefact"] = str(Path("runs") / run_dir.name / agent.artefact_name)

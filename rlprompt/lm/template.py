@@ -13,6 +13,7 @@ already starts with whitespace does not get a second space.
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 
@@ -24,6 +25,15 @@ MASK = "<mask>"
 
 CAUSAL_TEMPLATE = "{sentence} {prompt}"
 MASKED_TEMPLATE = "{sentence} {prompt} <mask> ."
+
+
+class Placement(str, enum.Enum):
+    """Where a soft prompt goes: after the cached input (the template's ``{prompt}``) or
+    before everything (Lester et al. 2021; PEFT's prompt tuning)."""
+
+    SUFFIX = "suffix"
+    PREFIX = "prefix"
+
 
 
 def _split_trailing_ws(text: str) -> tuple[str, str]:

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+import numpy as np
 import torch
 
 from rlprompt.errors import RewardError
@@ -190,10 +191,12 @@ class Reward:
         return RewardOutput(rewards, diagnostics)
 
     def _check_tensor(self, value: Any, p: int, what: str) -> torch.Tensor:
+        if isinstance(value, (list, np.ndarray)):  # TRL's convention: a list of floats; numpy too
+            value = self._as_tensor(value, p, what)
         if not isinstance(value, torch.Tensor):
             raise RewardError(
-                f"reward {self.name!r} returned {what} of type {type(value).__name__}; expected a torch "
-                f"tensor of shape [P] = [{p}] (wrap values with torch.as_tensor)"
+                f"reward {self.name!r} returned {what} of type {type(value).__name__}; expected a list of "
+                f"floats, a numpy array or a torch tensor of shape [P] = [{p}]"
             )
         if tuple(value.shape) != (p,):
             raise RewardError(
@@ -203,3 +206,14 @@ class Reward:
         if value.is_complex():
             raise RewardError(f"reward {self.name!r} returned complex {what}; expected real numbers")
         return value if value.is_floating_point() else value.float()
+
+    def _as_tensor(self, value: list[Any] | np.ndarray, p: int, what: str) -> torch.Tensor:
+        items = value.ravel().tolist() if isinstance(value, np.ndarray) else list(value)
+        bad = sorted({type(v).__name__ for v in items
+                      if isinstance(v, bool) or not isinstance(v, (int, float, np.number))})
+        if bad:
+            raise RewardError(
+                f"reward {self.name!r} returned {what} holding {', '.join(bad)}; expected numbers, one per "
+                f"prompt ([P] = [{p}])"
+            )
+        return torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=torch.float32)

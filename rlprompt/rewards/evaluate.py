@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +70,7 @@ def evaluate_prompts(
     chunk_size: int = 256,
     max_examples: int | None = None,
     progress: bool = False,
-    placement: str = "prefix",
+    placement: str = "suffix",
 ) -> list[PromptEvaluation]:
     """Score ``prompts`` on a split of ``task`` through the engine.
 
@@ -83,7 +83,8 @@ def evaluate_prompts(
     :param chunk_size: examples per engine call (memory; progress granularity).
     :param max_examples: evaluate on the first N examples only.
     :param progress: show a progress bar on stderr.
-    :param placement: where soft prompts go (``"prefix"`` or ``"suffix"``); text prompts ignore it.
+    :param placement: where soft prompts go (``"suffix"``, the engine's and the agents' default,
+        or ``"prefix"``); text prompts ignore it.
     :returns: one :class:`PromptEvaluation` per prompt.
     :raises ConfigError: soft prompts mixed with text prompts, or of different lengths.
     """
@@ -94,11 +95,49 @@ def evaluate_prompts(
     if not prompts:
         raise ConfigError("no prompts to evaluate")
     soft = [isinstance(p, torch.Tensor) and p.is_floating_point() for p in prompts]
-    embeds = None
     if any(soft):
         if not all(soft) or len({tuple(p.shape) for p in prompts}) != 1:  # type: ignore[union-attr]
             raise ConfigError("soft prompts are scored together only with soft prompts of the same shape [T, H]")
         embeds = torch.stack(list(prompts)).to(engine.device)  # type: ignore[arg-type]
+        names = [f"<soft prompt: {embeds.shape[1]} vectors>"] * len(prompts)
+
+        def score(chunk: list[str]) -> torch.Tensor:
+            return engine.score_soft(embeds, chunk, placement=placement)  # type: ignore[arg-type]
+    else:
+        names = [p if isinstance(p, str) else engine.decode(p) for p in prompts]  # type: ignore[arg-type]
+
+        def score(chunk: list[str]) -> torch.Tensor:
+            return engine.score(prompts, chunk)
+    return evaluate_split(score, names, task, split=split, reward=reward, chunk_size=chunk_size,
+                          max_examples=max_examples, progress=progress)
+
+
+def evaluate_split(
+    score: Callable[[list[str]], torch.Tensor],
+    names: Sequence[str],
+    task: Task,
+    *,
+    split: str = "test",
+    reward: str | RewardFn | Reward = "accuracy",
+    chunk_size: int = 256,
+    max_examples: int | None = None,
+    progress: bool = False,
+) -> list[PromptEvaluation]:
+    """The one evaluation routine: score P prompts on a split in chunks, then accuracy and reward.
+
+    Every evaluation goes through it: ``rlprompt eval`` (:func:`evaluate_prompts`), an agent's
+    :meth:`~rlprompt.agents.core.base.BaseAgent.evaluate`, and the comparison's test scores.
+
+    :param score: ``score(texts) -> logprobs [P, E, C]`` for a chunk of E inputs.
+    :param names: the P prompts as text (a soft prompt: a description of it).
+    :param task: the task (its texts and labels of ``split``).
+    :param split: ``"train"``, ``"dev"`` or ``"test"``.
+    :param reward: a reward spec for :func:`~rlprompt.rewards.get_reward`.
+    :param chunk_size: examples per ``score`` call (bounds memory; progress granularity).
+    :param max_examples: evaluate on the first N examples only.
+    :param progress: show a progress bar on stderr.
+    :returns: one :class:`PromptEvaluation` per prompt.
+    """
     reward_fn = get_reward(reward)
     texts = task.texts(split)
     labels = task.label_tensor(split)
@@ -111,33 +150,25 @@ def evaluate_prompts(
     bar = _progress(len(texts), f"eval {task.name}/{split}", progress)
     for i in range(0, len(texts), chunk_size):
         chunk = texts[i : i + chunk_size]
-        if embeds is None:
-            parts.append(engine.score(prompts, chunk).cpu())
-        else:
-            parts.append(engine.score_soft(embeds, chunk, placement=placement).cpu())  # type: ignore[arg-type]
+        with torch.no_grad():
+            parts.append(score(chunk).detach().float().cpu())
         bar.update(len(chunk))
     bar.close()
     logprobs = torch.cat(parts, dim=1)  # [P, E, C]
     seconds = time.perf_counter() - start
     out = reward_fn(logprobs, labels)
     acc = class_accuracy(logprobs, labels)
-    rate = len(prompts) * len(texts) / max(seconds, 1e-9)
-    results = []
-    for p, prompt in enumerate(prompts):
-        if embeds is not None:
-            text = f"<soft prompt: {embeds.shape[1]} vectors>"
-        else:
-            text = prompt if isinstance(prompt, str) else engine.decode(prompt)
-        results.append(
-            PromptEvaluation(
-                prompt=text, split=split, n_examples=len(texts), accuracy=float(acc.overall[p]),
-                per_class_accuracy=[float(a) for a in acc.per_class[p]], balanced_accuracy=float(acc.balanced[p]),
-                reward=float(out.rewards[p]), reward_name=reward_fn.name,
-                diagnostics={k: float(v[p]) for k, v in out.diagnostics.items()},
-                seconds=seconds, examples_per_s=rate,
-            )
+    rate = len(names) * len(texts) / max(seconds, 1e-9)
+    return [
+        PromptEvaluation(
+            prompt=name, split=split, n_examples=len(texts), accuracy=float(acc.overall[p]),
+            per_class_accuracy=[float(a) for a in acc.per_class[p]], balanced_accuracy=float(acc.balanced[p]),
+            reward=float(out.rewards[p]), reward_name=reward_fn.name,
+            diagnostics={k: float(v[p]) for k, v in out.diagnostics.items()},
+            seconds=seconds, examples_per_s=rate,
         )
-    return results
+        for p, name in enumerate(names)
+    ]
 
 
 class _NoBar:

@@ -11,6 +11,61 @@ from rlprompt.errors import ConfigError, RewardError
 from rlprompt.rewards.base import Reward, RewardFn
 
 
+def batch_zscore(raw: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``(raw - mean) / (std + eps)`` over a batch [P] (population std; gradients flow)."""
+    return (raw - raw.mean()) / (raw.std(unbiased=False) + eps)
+
+
+class RunningStats:
+    """Mean and (population) std of every value seen so far, merged batch by batch
+    (Chan et al.'s parallel Welford); the one running normaliser of the project."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+
+    @property
+    def std(self) -> float:
+        """Running (population) standard deviation; 0 before two values are seen."""
+        return math.sqrt(self.m2 / self.count) if self.count > 1 else 0.0
+
+    def update(self, values: torch.Tensor | list[float]) -> None:
+        """Merge a batch of values into the statistics."""
+        values = torch.as_tensor(values, dtype=torch.float64).detach().cpu().flatten()
+        n = values.numel()
+        if n == 0:
+            return
+        batch_mean = float(values.mean())
+        batch_m2 = float(((values - batch_mean) ** 2).sum())
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += batch_m2 + delta * delta * self.count * n / total
+        self.count = total
+
+    def normalize(self, raw: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+        """``(raw - mean) / (std + eps)``; only centred before two values are seen."""
+        return (raw - self.mean) / (self.std + eps) if self.count > 1 else raw - self.mean
+
+    def state_dict(self) -> dict[str, Any]:
+        """The statistics as plain numbers (JSON-serialisable)."""
+        return {"count": self.count, "mean": self.mean, "m2": self.m2}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore statistics saved by :meth:`state_dict`.
+
+        :raises ConfigError: missing keys or invalid values.
+        """
+        missing = {"count", "mean", "m2"} - set(state)
+        if missing:
+            raise ConfigError(f"z-score state lacks {sorted(missing)}; pass a dict saved by state_dict()")
+        count, mean, m2 = int(state["count"]), float(state["mean"]), float(state["m2"])
+        if count < 0 or m2 < 0 or not math.isfinite(mean) or not math.isfinite(m2):
+            raise ConfigError(f"z-score state has invalid statistics count={count}, mean={mean}, m2={m2}")
+        self.count, self.mean, self.m2 = count, mean, m2
+
+
 class ZScore:
     """Wrap a reward so it returns z-scores: ``(r - mean) / (std + eps)``.
 
@@ -52,14 +107,27 @@ class ZScore:
 
     def reset(self) -> None:
         """Forget the running statistics."""
-        self.count = 0
-        self.mean = 0.0
-        self.m2 = 0.0
+        self.stats = RunningStats()
+
+    @property
+    def count(self) -> int:
+        """How many rewards the running statistics have seen."""
+        return self.stats.count
+
+    @property
+    def mean(self) -> float:
+        """Running mean."""
+        return self.stats.mean
+
+    @property
+    def m2(self) -> float:
+        """Running sum of squared deviations (Welford's M2)."""
+        return self.stats.m2
 
     @property
     def std(self) -> float:
         """Running (population) standard deviation; 0 before two values are seen."""
-        return math.sqrt(self.m2 / self.count) if self.count > 1 else 0.0
+        return self.stats.std
 
     def __call__(
         self, logprobs: torch.Tensor, labels: torch.Tensor
@@ -78,26 +146,15 @@ class ZScore:
                     f"reward {self.reward_name!r}: batch z-scores need at least 2 prompts per call, got "
                     f"{raw.shape[0]}; use mode='running'"
                 )
-            z = (raw - raw.mean()) / (raw.std(unbiased=False) + self.eps)
+            z = batch_zscore(raw, self.eps)
         else:
-            self._update(raw.detach().double().cpu())
-            z = (raw - self.mean) / (self.std + self.eps) if self.count > 1 else raw - self.mean
+            self.stats.update(raw.detach())
+            z = self.stats.normalize(raw, self.eps)
         return z, {**out.diagnostics, "raw_reward": raw.detach()}
-
-    def _update(self, values: torch.Tensor) -> None:
-        """Merge a batch into the running mean/M2 (Chan et al.'s parallel Welford)."""
-        n = values.numel()
-        batch_mean = float(values.mean())
-        batch_m2 = float(((values - batch_mean) ** 2).sum())
-        total = self.count + n
-        delta = batch_mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += batch_m2 + delta * delta * self.count * n / total
-        self.count = total
 
     def state_dict(self) -> dict[str, Any]:
         """The statistics as plain numbers (JSON-serialisable)."""
-        return {"mode": self.mode, "eps": self.eps, "count": self.count, "mean": self.mean, "m2": self.m2}
+        return {"mode": self.mode, "eps": self.eps, **self.stats.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore statistics saved by :meth:`state_dict`.
@@ -105,15 +162,9 @@ class ZScore:
         :param state: the saved dict.
         :raises ConfigError: missing keys, a different mode, or bad values.
         """
-        missing = {"mode", "count", "mean", "m2"} - set(state)
-        if missing:
-            raise ConfigError(
-                f"z-score state lacks {sorted(missing)}; pass a dict saved by ZScore.state_dict()"
-            )
+        if "mode" not in state:
+            raise ConfigError("z-score state lacks ['mode']; pass a dict saved by ZScore.state_dict()")
         if state["mode"] != self.mode:
             raise ConfigError(f"z-score state was saved in mode {state['mode']!r}, this one is {self.mode!r}")
-        count, mean, m2 = int(state["count"]), float(state["mean"]), float(state["m2"])
-        if count < 0 or m2 < 0 or not math.isfinite(mean) or not math.isfinite(m2):
-            raise ConfigError(f"z-score state has invalid statistics count={count}, mean={mean}, m2={m2}")
-        self.count, self.mean, self.m2 = count, mean, m2
+        self.stats.load_state_dict(state)
         self.eps = float(state.get("eps", self.eps))

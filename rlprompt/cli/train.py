@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import typing
 from pathlib import Path
 from typing import Any
 
+from rlprompt.agents.core.options import describe_options, parse_value
+from rlprompt.cli.common import EXIT_INTERRUPTED, add_model_args, add_task_args, build_engine, check_writable
 from rlprompt.errors import ConfigError
 
 SPACES = ("discrete", "soft")
@@ -78,39 +79,6 @@ def resolve_agent(agent: str, space: str) -> type:
     return cls
 
 
-# -- options from the agent's config dataclass ------------------------------------------------
-
-
-def parse_value(text: str, hint: Any, name: str) -> Any:
-    """Convert ``--set NAME=TEXT`` to the field's type (JSON for lists; ``none`` for None)."""
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    if optional and text.strip().lower() in ("none", "null"):
-        return None
-    base = hint
-    if args and typing.get_origin(hint) is not list:
-        base = next((a for a in args if a is not type(None)), hint)
-    try:
-        if base is bool:
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError("not a boolean")
-        if base is int:
-            return int(text)
-        if base is float:
-            return float(text)
-        if typing.get_origin(base) is list or base is list:
-            value = json.loads(text)
-            if not isinstance(value, list):
-                raise ValueError("not a JSON list")
-            return value
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"--set {name}={text!r}: {exc}; expected {getattr(base, '__name__', base)}") from None
-    return text
-
-
 def build_config(config_class: type, args: argparse.Namespace) -> Any:
     """The agent's config from the common flags and ``--set NAME=VALUE`` overrides.
 
@@ -122,8 +90,6 @@ def build_config(config_class: type, args: argparse.Namespace) -> Any:
     values: dict[str, Any] = {"seed": args.agent_seed if args.agent_seed is not None else args.seed}
     if "prompt_length" in names:
         values["prompt_length"] = args.prompt_length
-    elif "n_tokens" in names:
-        values["n_tokens"] = args.prompt_length
     if "reward" in names:
         values["reward"] = args.reward
     for item in args.set or []:
@@ -139,23 +105,11 @@ def build_config(config_class: type, args: argparse.Namespace) -> Any:
         raise ConfigError(f"{config_class.__name__}: {exc}") from None
 
 
-def describe_options(config_class: type) -> str:
-    """One line per option: name, default and help text."""
-    lines = [f"options of {config_class.__name__} (set with --set NAME=VALUE):"]
-    for f in dataclasses.fields(config_class):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        default = getattr(default, "value", default)
-        lines.append(f"  {f.name:<22} {default!r:<14} {f.metadata.get('help', '')}")
-    return "\n".join(lines)
-
-
 # -- the command ---------------------------------------------------------------------------
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """Arguments of ``rlprompt train``."""
-    from rlprompt.cli import add_model_args, add_task_args
-
     add_task_args(p)
     add_model_args(p)
     g = p.add_argument_group("training")
@@ -181,8 +135,6 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Run ``rlprompt train``; returns the exit code (130 when interrupted)."""
-    from rlprompt.cli import EXIT_INTERRUPTED, _check_writable, build_engine
-
     cls = resolve_agent(args.agent, args.space)
     if args.list_options:
         print(describe_options(cls.config_class))
@@ -193,7 +145,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--prompt-length must be at least 1, got {args.prompt_length}")
     config = build_config(cls.config_class, args)
     out = args.out or Path("runs") / f"{args.task}-{args.agent}-{args.space}-s{args.seed}"
-    _check_writable(out / "summary.json")
+    check_writable(out / "summary.json")
     engine, task = build_engine(args)
     agent = cls(engine, task, config, out_dir=out)
     progress = {"auto": None, "on": True, "off": False}[args.progress]

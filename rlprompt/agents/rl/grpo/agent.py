@@ -6,7 +6,7 @@ A small causal LM (by default the task LM's own weights: SmolLM2-135M) reads a
 *meta-prompt* and writes a prompt: up to ``prompt_length`` tokens, ending early at a line
 break or EOS. The default meta-prompt is a task description and a random training input
 (``"{description}\\n\\n{example}"``), so the policy starts as LM-prior sampling
-(:class:`~rlprompt.agents.lm_prior.LMPriorSampling`): it continues the input where the
+(:class:`~rlprompt.agents.search.lm_prior.LMPriorSampling`): it continues the input where the
 template ``"{sentence} {prompt}"`` puts the prompt. ``{examples}`` adds a few labelled
 training examples.
 
@@ -62,10 +62,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import numpy as np
 import torch
 
-from rlprompt.agents.configs import AgentConfig
-from rlprompt.agents.grpo_config import Algorithm, GRPOAgentConfig, RLOOAgentConfig
-from rlprompt.agents.kinds import DiscreteAgent
-from rlprompt.agents.tracking import TopKGate
+from rlprompt.agents.core.config import STALL_ROUNDS, AgentConfig
+from rlprompt.agents.core.kinds import DiscreteAgent
+from rlprompt.agents.core.tracking import TopKGate
+from rlprompt.agents.rl.grpo.config import Algorithm, GRPOAgentConfig, RLOOAgentConfig
 from rlprompt.errors import ConfigError, DataError
 
 __all__ = ["Algorithm", "GRPOAgent", "GRPOAgentConfig", "RLOOAgent", "RLOOAgentConfig"]
@@ -75,7 +75,6 @@ if TYPE_CHECKING:
     from rlprompt.tasks import Task
 
 A = TypeVar("A", bound="GRPOAgent")
-MAX_STALE_STEPS = 20
 """Training stops after this many steps in a row without a new prompt (the policy has converged)."""
 
 
@@ -127,7 +126,7 @@ class _Callback:
             def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
                 agent.steps = int(state.global_step)
                 assert agent.budget is not None
-                if agent.budget.exhausted or agent.stale >= MAX_STALE_STEPS:
+                if agent.budget.exhausted or agent.stale >= STALL_ROUNDS:
                     control.should_training_stop = True
                 return control
 
@@ -166,7 +165,7 @@ class GRPOAgent(DiscreteAgent):
     def __init__(self, engine: ScoringEngine, task: Task, config: AgentConfig | None = None, *,
                  out_dir: str | Path | None = None, policy_lm: FrozenLM | None = None) -> None:
         super().__init__(engine, task, config, out_dir=out_dir)
-        from rlprompt.agents.lm_prior import default_description
+        from rlprompt.agents.search.lm_prior import default_description
 
         cfg = self.config
         if policy_lm is None and cfg.policy_model is not None:
@@ -180,14 +179,15 @@ class GRPOAgent(DiscreteAgent):
         self.label_names = list(task.label_names or [v.strip() for v in task.verbalizers])
         # -- seeding: the agent's own draws (meta-prompts, training batches) ---------------------
         self.rng = np.random.default_rng(cfg.seed)
-        torch.manual_seed(cfg.seed)
         # -- the policy ------------------------------------------------------------------------
         tok = copy.deepcopy(source.tokenizer)  # the engine's tokenizer keeps its own settings
         tok.padding_side, tok.truncation_side = "left", "left"
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         self.policy_tokenizer = tok
-        self.policy = self._build_policy(source)
+        with torch.random.fork_rng(devices=[]):  # LoRA's init from the seed; the global RNG stays as it was
+            torch.manual_seed(cfg.seed)
+            self.policy = self._build_policy(source)
         # -- the state of learning ---------------------------------------------------------------
         self.steps = 0
         self.stale = 0
@@ -281,7 +281,7 @@ class GRPOAgent(DiscreteAgent):
 
     def _train_batch(self) -> tuple[list[str], torch.Tensor]:
         texts, labels = self.task.texts("train"), self.task.label_tensor("train")
-        k = self.config.examples_per_eval
+        k = self.config.examples_per_episode
         if k is not None and k < len(texts):
             idx = np.sort(self.rng.choice(len(texts), size=k, replace=False))
             return [texts[i] for i in idx], labels[torch.from_numpy(idx)]
@@ -351,14 +351,15 @@ class GRPOAgent(DiscreteAgent):
             generation["suppress_tokens"] = self.suppress_ids
         # Each step writes at least one new prompt or counts as stale, so the budget (or the
         # stale limit) ends training well before this bound.
-        max_steps = cfg.max_steps or budget.limit * (MAX_STALE_STEPS + 1)
+        max_steps = cfg.max_steps or budget.limit * (STALL_ROUNDS + 1)
         return trainer_config(
             output_dir=str(folder), seed=cfg.seed, data_seed=cfg.seed, use_cpu=not on_cuda,
             bf16=bool(bf16), fp16=False, gradient_checkpointing=cfg.gradient_checkpointing,
             per_device_train_batch_size=cfg.num_generations * cfg.prompts_per_step, gradient_accumulation_steps=1,
             steps_per_generation=1, num_generations=cfg.num_generations, max_completion_length=cfg.prompt_length,
             temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k or 0, generation_kwargs=generation,
-            learning_rate=cfg.lr, lr_scheduler_type="constant", warmup_steps=0, max_grad_norm=cfg.max_grad_norm,
+            learning_rate=cfg.effective_learning_rate, lr_scheduler_type="constant", warmup_steps=0,
+            max_grad_norm=cfg.max_grad_norm,
             beta=cfg.beta, epsilon=cfg.epsilon, num_iterations=cfg.num_iterations, max_steps=max_steps,
             logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, log_completions=False,
             dataloader_num_workers=0, remove_unused_columns=False,
@@ -399,8 +400,8 @@ class GRPOAgent(DiscreteAgent):
         finally:
             if logger is not None:
                 logger.close()
-        if self.stale >= MAX_STALE_STEPS and self.budget is not None and not self.budget.exhausted:
-            self.message = (f"stopped: no new prompt in {MAX_STALE_STEPS} steps; spent {self.budget.used} of "
+        if self.stale >= STALL_ROUNDS and self.budget is not None and not self.budget.exhausted:
+            self.message = (f"stopped: no new prompt in {STALL_ROUNDS} steps; spent {self.budget.used} of "
                             f"{self.budget.limit} prompt evaluations")
             self.status = "early-stopped"
         last = self.history[-5:]
@@ -413,7 +414,7 @@ class GRPOAgent(DiscreteAgent):
         """SB3's logger writing ``out_dir/logs/progress.csv`` (and TensorBoard files when installed)."""
         if self.out_dir is None:
             return None
-        from rlprompt.agents.sb3 import progress_logger
+        from rlprompt.agents.core.logs import progress_logger
 
         return progress_logger(self)
 

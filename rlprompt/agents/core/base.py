@@ -4,7 +4,7 @@ best-on-dev selection, progress, CSV curve, artefacts and the JSON run summary.
 An agent is used in stable-baselines3's shape::
 
     agent = SoftPromptTuning(engine, task, SoftPromptConfig(placement="prefix"), out_dir="runs/x")
-    agent.learn(budget=2000)           # prompt evaluations; see rlprompt.agents.budget
+    agent.learn(budget=2000)           # prompt evaluations; see rlprompt.agents.core.budget
     prompt = agent.predict()           # the prompt selected on dev
     agent.save("runs/x/prompt.safetensors")
     summary = agent.summary(test=True) # dev and test accuracy, spend, curve
@@ -12,13 +12,13 @@ An agent is used in stable-baselines3's shape::
 A subclass fills in :meth:`BaseAgent._learn` (the loop, which calls
 :meth:`BaseAgent.evaluate_dev` to offer prompts for best-on-dev selection and
 :meth:`BaseAgent.tick` to move the progress bar) and the prompt-kind methods, which
-:class:`~rlprompt.agents.kinds.DiscreteAgent` and :class:`~rlprompt.agents.kinds.SoftAgent`
+:class:`~rlprompt.agents.core.kinds.DiscreteAgent` and :class:`~rlprompt.agents.core.kinds.SoftAgent`
 already provide.
 
 Files in ``out_dir`` (written when learning ends, is interrupted, or stops on NaN):
 ``curve.csv`` (one row per dev evaluation), the best prompt (``prompt.json`` or
 ``prompt.safetensors``) and ``summary.json``; during learning, ``checkpoint/`` (see
-:mod:`rlprompt.agents.checkpoint`), from which ``learn(budget, resume=True)`` continues.
+:mod:`rlprompt.agents.core.checkpoint`), from which ``learn(budget, resume=True)`` continues.
 A subclass makes itself resumable by calling :meth:`BaseAgent.safe_point` between loop
 iterations and extending :meth:`BaseAgent.checkpoint_state` / :meth:`BaseAgent.restore_state`
 with its loop position and learnable state (its ``_learn`` skips its fresh start when
@@ -34,15 +34,16 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 
-from rlprompt.agents.budget import Budget
-from rlprompt.agents.configs import AgentConfig, check_positive, enum_choice
-from rlprompt.agents.tracking import BestTracker, Candidate, CurveLogger, CurvePoint
+from rlprompt.agents.core.budget import Budget
+from rlprompt.agents.core.config import AgentConfig, check_positive, enum_choice
+from rlprompt.agents.core.resume import LearningInterrupted, Resumable, checkpoint_exists
+from rlprompt.agents.core.summary import RunSummary
+from rlprompt.agents.core.tracking import BestTracker, Candidate, CurveLogger, CurvePoint
 from rlprompt.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -56,71 +57,7 @@ __all__ = ["AgentConfig", "BaseAgent", "Budget", "LearningInterrupted", "RunSumm
 A = TypeVar("A", bound="BaseAgent")
 
 
-class LearningInterrupted(KeyboardInterrupt):
-    """Learning was stopped by Ctrl-C or SIGTERM (a ``KeyboardInterrupt``, so callers that
-    catch Ctrl-C catch it too)."""
-
-
-def checkpoint_exists(out_dir: str | Path) -> bool:
-    """True when ``out_dir`` holds a complete checkpoint to resume from."""
-    from rlprompt.agents.checkpoint import checkpoint_folder
-
-    return checkpoint_folder(out_dir) is not None
-
-
-@dataclass
-class RunSummary:
-    """What a run produced and spent; written as ``summary.json``.
-
-    :param method: agent name (``"soft-prompt"``, ``"cma"``, ...).
-    :param task: task name.
-    :param model: the task LM's name.
-    :param status: ``"completed"``, ``"early-stopped"``, ``"non-finite-loss"``, ``"interrupted"``,
-        ``"failed"`` (an error ended learning; ``message`` names it).
-    :param message: a line about how it ended.
-    :param prompt_kind: ``"discrete"`` or ``"soft"``.
-    :param prompt: the selected prompt as text (a soft prompt: its nearest tokens).
-    :param dev_accuracy: dev accuracy of the selected prompt.
-    :param test_accuracy: its test accuracy (None when not evaluated).
-    :param test_balanced_accuracy: its class-balanced test accuracy.
-    :param budget: the prompt-evaluation limit.
-    :param prompt_evals: prompt evaluations spent (dev selection included).
-    :param forward_tokens: LM forward tokens spent while learning.
-    :param backward_tokens: LM backward tokens spent while learning.
-    :param wall_seconds: wall time of learning.
-    :param engine_seconds: of which inside the scoring engine.
-    :param config: the agent's options.
-    :param task_meta: facts about the task (seed, source).
-    :param extra: agent-specific results (e.g. the projected prompt's accuracy).
-    :param curve: learning-curve points (see :class:`~rlprompt.agents.tracking.CurvePoint`).
-    """
-
-    method: str
-    task: str
-    model: str
-    status: str
-    message: str
-    prompt_kind: str
-    prompt: str | None
-    dev_accuracy: float | None
-    test_accuracy: float | None
-    test_balanced_accuracy: float | None
-    budget: int
-    prompt_evals: int
-    forward_tokens: int
-    backward_tokens: int
-    wall_seconds: float
-    engine_seconds: float
-    config: dict[str, Any]
-    task_meta: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-    curve: list[dict[str, Any]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-class BaseAgent(ABC):
+class BaseAgent(Resumable, ABC):
     """Base class of every prompt-finding agent; see the module docstring.
 
     :param engine: the scoring engine (built with the task's verbalizers and template).
@@ -201,7 +138,7 @@ class BaseAgent(ABC):
 
     @abstractmethod
     def _learn(self) -> None:
-        """The learning loop; spends at most ``self.budget`` (see :mod:`rlprompt.agents.budget`)."""
+        """The learning loop; spends at most ``self.budget`` (see :mod:`rlprompt.agents.core.budget`)."""
 
     # -- the shared loop shell -------------------------------------------------------
 
@@ -210,7 +147,7 @@ class BaseAgent(ABC):
         """Search for a prompt within ``budget`` prompt evaluations.
 
         With ``out_dir``, a checkpoint (``out_dir/checkpoint/``, see
-        :mod:`rlprompt.agents.checkpoint`) is written every ``config.checkpoint_every``
+        :mod:`rlprompt.agents.core.checkpoint`) is written every ``config.checkpoint_every``
         seconds at a safe point of the loop and always when learning stops. A first
         Ctrl-C (SIGINT) or SIGTERM stops at the next safe point, after writing a
         checkpoint; a second one stops at once (the last checkpoint stays). Either way
@@ -227,7 +164,7 @@ class BaseAgent(ABC):
         :raises ConfigError: ``resume=True`` without a checkpoint, or a checkpoint of
             another method, config, task, model or budget.
         """
-        from rlprompt.agents.checkpoint import restore_global_rng_state
+        from rlprompt.agents.core.checkpoint import restore_global_rng_state
 
         self.budget = budget if isinstance(budget, Budget) else Budget(self.engine, budget)
         found = self._checkpoint_to_resume(resume)
@@ -280,139 +217,6 @@ class BaseAgent(ABC):
             self.resuming = False
         self._finish()
         return self
-
-    # -- checkpoints -----------------------------------------------------------------------
-
-    def safe_point(self) -> None:
-        """Called by an agent's loop where its state is whole (between iterations): writes a
-        checkpoint when one is due, and stops learning here when a stop was requested."""
-        if self.out_dir is not None and (self._stop_requested or time.perf_counter() - self._last_checkpoint
-                                         >= self.config.checkpoint_every):
-            self.save_checkpoint()
-        if self._stop_requested:
-            raise LearningInterrupted(f"stopped by {self._stop_requested} at a checkpoint")
-
-    def save_checkpoint(self) -> Path | None:
-        """Write ``out_dir/checkpoint/`` now (atomically); None without ``out_dir``."""
-        from rlprompt.agents.checkpoint import global_rng_state, save_checkpoint
-
-        if self.out_dir is None or self.budget is None or not self.supports_resume:
-            return None
-        tensors, meta = self.checkpoint_state()
-        meta["fingerprint"] = self.fingerprint()
-        meta["rng"] = global_rng_state(tensors)
-        folder = save_checkpoint(self.out_dir, tensors, meta)
-        self._last_checkpoint = time.perf_counter()
-        return folder
-
-    def checkpoint_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """What a checkpoint holds: (tensors, JSON-ready meta). A subclass extends it
-        (calling ``super()``) with its loop position and learnable/optimiser state."""
-        from rlprompt.agents.checkpoint import flatten_state
-
-        assert self.budget is not None
-        tensors: dict[str, torch.Tensor] = {}
-        meta: dict[str, Any] = {
-            "method": self.name, "status": self.status, "message": self.message,
-            "wall_seconds": time.perf_counter() - self._t0,
-            "budget": {"limit": self.budget.limit, "spent": self.budget.spent().as_dict()},
-            "tracker": self.tracker.state(tensors),
-            "extra": flatten_state(dict(self.extra), "extra", tensors),
-        }
-        return tensors, meta
-
-    def restore_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        """Load what :meth:`checkpoint_state` saved (a subclass extends it, calling ``super()``).
-
-        Called by :meth:`learn` after the budget is set up and before ``_learn``; the
-        global RNG states are restored after it.
-        """
-        from rlprompt.agents.checkpoint import unflatten_state
-
-        assert self.budget is not None
-        self.budget.restore(meta["budget"]["spent"])
-        self.tracker.restore(meta["tracker"], tensors)
-        self.status, self.message = meta["status"], meta["message"]
-        self.extra = dict(unflatten_state(meta["extra"], tensors))
-        self._t0 = time.perf_counter() - float(meta["wall_seconds"])
-
-    def fingerprint(self) -> dict[str, Any]:
-        """What a checkpoint must match to be resumed: method, options (but
-        ``checkpoint_every``), task name and data, model and budget."""
-        import hashlib
-        import json
-
-        data = [self.task.template, list(self.task.verbalizers)]
-        for split in ("train", "dev", "test"):
-            data.append([self.task.texts(split), self.task.label_tensor(split).tolist()])
-        digest = hashlib.sha256(json.dumps(data, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
-        config = {k: v for k, v in self.config.as_dict().items() if k != "checkpoint_every"}
-        return json.loads(json.dumps({
-            "method": self.name, "config": config, "task": self.task.name, "data": digest,
-            "model": self.engine.lm.name, "budget": self.budget.limit if self.budget else None,
-        }, default=str))
-
-    def _checkpoint_to_resume(self, resume: bool | str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-        from rlprompt.agents.checkpoint import load_checkpoint, remove_checkpoint
-
-        if resume not in (False, True, "auto"):
-            raise ConfigError(f"resume must be False, True or 'auto', got {resume!r}")
-        if resume is True and not self.supports_resume:
-            raise ConfigError(f"{self.name or type(self).__name__} cannot resume from a checkpoint yet; "
-                              "run it again without resume (--resume)")
-        if self.out_dir is None:
-            if resume is True:
-                raise ConfigError("resume=True needs an out_dir holding a checkpoint (out_dir=...; --out)")
-            return None
-        if resume is False or not self.supports_resume:
-            remove_checkpoint(self.out_dir)
-            return None
-        found = load_checkpoint(self.out_dir)
-        if found is None:
-            if resume is True:
-                raise ConfigError(f"nothing to resume: no checkpoint in {str(self.out_dir / 'checkpoint')!r}; "
-                                  "run without resume (--resume) to start afresh")
-            return None
-        saved, now = found[1].get("fingerprint", {}), self.fingerprint()
-        diffs = [f"{key}: {saved.get(key)!r} there, {now[key]!r} here" for key in now if saved.get(key) != now[key]]
-        if diffs:
-            config = [f"{k}={saved.get('config', {}).get(k)!r} there, {v!r} here"
-                      for k, v in now["config"].items() if saved.get("config", {}).get(k) != v]
-            detail = "; ".join(config) if config and len(diffs) == 1 else "; ".join(diffs)
-            raise ConfigError(f"the checkpoint in {str(self.out_dir / 'checkpoint')!r} belongs to another run "
-                              f"({detail}); rerun with the same options, or use another output folder "
-                              "(or drop --resume to start afresh there)")
-        return found
-
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        import signal
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        old: dict[int, Any] = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError, OSError):  # a platform without the signal
-                old[sig] = signal.signal(sig, self._on_signal)
-        return old
-
-    @staticmethod
-    def _restore_signal_handlers(old: dict[int, Any]) -> None:
-        import signal
-
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        import signal
-
-        name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
-        if self._stop_requested or self.out_dir is None or not self.supports_resume:
-            self._stop_requested = self._stop_requested or name
-            raise LearningInterrupted(f"stopped by {name}")
-        self._stop_requested = name
-        print(f"\nrlprompt: {name}: stopping at the next checkpoint (press Ctrl-C again to stop now)",
-              file=sys.stderr, flush=True)
 
     def _finish(self) -> None:
         assert self.budget is not None
@@ -494,29 +298,21 @@ class BaseAgent(ABC):
             raise ConfigError(f"{type(self).__name__} has no prompt yet; call learn() or load() first")
         return best.prompt
 
-    def evaluate(self, split: str = "test", prompt: Any = None, chunk_size: int = 256) -> PromptEvaluation:
-        """Accuracy of a prompt (default: the selected one) on a split.
+    def evaluate(self, split: str = "test", prompt: Any = None, chunk_size: int = 256,
+                 max_examples: int | None = None) -> PromptEvaluation:
+        """Accuracy of a prompt (default: the selected one) on a split (not charged to the budget).
 
         :param split: ``"train"``, ``"dev"`` or ``"test"``.
         :param prompt: the prompt to evaluate, or None for :meth:`predict`'s.
         :param chunk_size: examples per engine call.
+        :param max_examples: evaluate on the first N examples only.
         """
-        from rlprompt.rewards.evaluate import PromptEvaluation
-        from rlprompt.rewards.metrics import class_accuracy
+        from rlprompt.rewards.evaluate import evaluate_split
 
         prompt = self.predict() if prompt is None else prompt
-        texts, labels = self.task.texts(split), self.task.label_tensor(split)
-        start = time.perf_counter()
-        parts = [self.score([prompt], texts[i : i + chunk_size]).cpu() for i in range(0, len(texts), chunk_size)]
-        logprobs = torch.cat(parts, dim=1)
-        acc = class_accuracy(logprobs, labels)
-        seconds = time.perf_counter() - start
-        return PromptEvaluation(
-            prompt=self.describe(self._freeze_prompt(prompt)), split=split, n_examples=len(texts),
-            accuracy=float(acc.overall[0]), per_class_accuracy=[float(a) for a in acc.per_class[0]],
-            balanced_accuracy=float(acc.balanced[0]), reward=float(acc.overall[0]), reward_name="accuracy",
-            seconds=seconds, examples_per_s=len(texts) / max(seconds, 1e-9),
-        )
+        name = self.describe(self._freeze_prompt(prompt))
+        return evaluate_split(lambda chunk: self.score([prompt], chunk), [name], self.task, split=split,
+                              chunk_size=chunk_size, max_examples=max_examples)[0]
 
     def summary(self, test: bool = False) -> RunSummary:
         """The run's results and spend.

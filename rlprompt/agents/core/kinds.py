@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 
-from rlprompt.agents.base import BaseAgent
-from rlprompt.agents.configs import AgentConfig, Placement, enum_choice
-from rlprompt.agents.peft_format import export_peft, load_soft_prompt, save_soft_prompt
-from rlprompt.agents.projection import Metric, nearest_tokens, real_token_ids
-from rlprompt.agents.tracking import Candidate
+from rlprompt.agents.core.base import BaseAgent
+from rlprompt.agents.core.config import AgentConfig, enum_choice
+from rlprompt.agents.core.tracking import Candidate
+from rlprompt.agents.gradient.peft_format import export_peft, load_soft_prompt, save_soft_prompt
 from rlprompt.errors import ConfigError, DataError
+from rlprompt.lm.embeddings import Metric, nearest_tokens, real_token_ids
+from rlprompt.lm.template import Placement
 
 if TYPE_CHECKING:
     from rlprompt.lm import ScoringEngine
@@ -111,7 +112,7 @@ class DiscreteAgent(BaseAgent):
 class SoftAgent(BaseAgent):
     """An agent whose prompts are soft token embeddings [T, H] in the LM's input space.
 
-    Its config must have ``n_tokens`` and ``placement``. Saved as safetensors (tensor
+    Its config must have ``prompt_length`` and ``placement``. Saved as safetensors (tensor
     ``"prompt_embeddings"``); :meth:`export_peft` writes PEFT's prompt-tuning folder.
     """
 
@@ -127,7 +128,7 @@ class SoftAgent(BaseAgent):
         table = engine.lm.input_embeddings()
         self.hidden_size = int(table.embedding_dim)
         self._real_ids = real_token_ids(engine.tokenizer, table.num_embeddings)
-        self._check_context(int(getattr(self.config, "n_tokens", 1)))
+        self._check_context(int(getattr(self.config, "prompt_length", 1)))
 
     def _check_context(self, n_tokens: int) -> None:
         """Fail early when the soft tokens plus the longest input exceed the LM's context."""
@@ -137,8 +138,9 @@ class SoftAgent(BaseAgent):
         room = self.engine.lm.max_length - longest - tail - 2
         if n_tokens > room:
             raise ConfigError(
-                f"n_tokens={n_tokens} soft tokens plus the longest input ({longest} tokens) exceed the "
-                f"{self.engine.lm.max_length}-token context of {self.engine.lm.name!r}; use n_tokens <= {max(room, 0)}"
+                f"prompt_length={n_tokens} soft tokens plus the longest input ({longest} tokens) exceed the "
+                f"{self.engine.lm.max_length}-token context of {self.engine.lm.name!r}; "
+                f"use prompt_length <= {max(room, 0)}"
             )
 
     def score(self, prompts: torch.Tensor | Sequence[torch.Tensor], texts: Sequence[str]) -> torch.Tensor:
@@ -223,8 +225,8 @@ class SoftAgent(BaseAgent):
         embeds, meta = load_soft_prompt(path, token_dim=hidden)
         options = dict(meta.get("config") or {})
         hints = typing.get_type_hints(cls.config_class)
-        if "n_tokens" in hints:
-            options["n_tokens"] = int(embeds.shape[0])
+        if "prompt_length" in hints:
+            options["prompt_length"] = int(embeds.shape[0])
         if "placement" in hints and meta.get("placement"):
             options["placement"] = meta["placement"]
         agent = cls(engine, task, config_from_dict(cls.config_class, options, str(path)), **kwargs)

@@ -17,7 +17,7 @@ next batch's example cache (see :mod:`rlprompt.envs.core`); a dense one ``n_envs
 
 Logs: SB3's logger writes ``progress.csv`` (and TensorBoard event files when
 ``tensorboard`` is installed) into ``out_dir``. Saving: the prompt (JSON or safetensors,
-as :class:`~rlprompt.agents.kinds.DiscreteAgent`/``SoftAgent``) and the policy's weights
+as :class:`~rlprompt.agents.core.kinds.DiscreteAgent`/``SoftAgent``) and the policy's weights
 as ``<name>.policy.safetensors`` (never pickle; the frozen LM's tables are not in it).
 """
 
@@ -31,63 +31,23 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rlprompt.agents.base import BaseAgent
-from rlprompt.agents.configs import AgentConfig
-from rlprompt.agents.kinds import DiscreteAgent, SoftAgent
-from rlprompt.agents.rl_configs import (
-    A2CConfig,
-    DiscreteRLConfig,
-    MaskablePPOConfig,
-    PPOConfig,
+from rlprompt.agents.core.base import BaseAgent
+from rlprompt.agents.core.config import AgentConfig
+from rlprompt.agents.core.logs import progress_logger
+from rlprompt.agents.core.tracking import TopKGate
+from rlprompt.agents.rl.sb3.config import (
     RLConfig,
-    SACConfig,
-    SoftPPOConfig,
-    SoftRLConfig,
-    TD3Config,
     parse_layers,
 )
-from rlprompt.agents.tracking import TopKGate
 from rlprompt.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from rlprompt.lm import ScoringEngine
     from rlprompt.tasks import Task
 
-__all__ = [
-    "A2CAgent", "A2CConfig", "BudgetCallback", "MaskablePPOAgent", "MaskablePPOConfig", "PPOAgent", "PPOConfig",
-    "SACAgent", "SACConfig", "SB3Agent", "SoftPPOAgent", "SoftPPOConfig", "TD3Agent", "TD3Config",
-    "DiscreteRLConfig", "RLConfig", "SoftRLConfig",
-]
+__all__ = ["BudgetCallback", "SB3Agent"]
 
 A = TypeVar("A", bound="SB3Agent")
-
-
-def logs_folder(agent: BaseAgent) -> str:
-    """``out_dir/logs`` for SB3's logger; a resumed run first keeps the earlier run's
-    ``progress.csv`` as ``progress.1.csv`` (``.2``, ...), since SB3's CSV writer starts a new file."""
-    assert agent.out_dir is not None
-    folder = agent.out_dir / "logs"
-    old = folder / "progress.csv"
-    if agent.resuming and old.is_file():
-        n = 1
-        while (folder / f"progress.{n}.csv").exists():
-            n += 1
-        old.replace(folder / f"progress.{n}.csv")
-    return str(folder)
-
-
-def progress_logger(agent: BaseAgent) -> Any:
-    """SB3's logger writing ``out_dir/logs/progress.csv`` (and TensorBoard events when installed)."""
-    from stable_baselines3.common.logger import configure
-
-    return configure(logs_folder(agent), ["csv"] + (["tensorboard"] if tensorboard_available() else []))
-
-
-def tensorboard_available() -> bool:
-    """True when the ``tensorboard`` package is importable (SB3 then also writes event files)."""
-    import importlib.util
-
-    return importlib.util.find_spec("tensorboard") is not None
 
 
 # -- budget, selection and logging ----------------------------------------------------------
@@ -145,7 +105,7 @@ class SB3Agent(BaseAgent):
     """What the SB3 agents share: the env, the algorithm, the budgeted loop, saving.
 
     A subclass sets :attr:`algo_name`, its config class and a prompt kind (mixing in
-    :class:`~rlprompt.agents.kinds.DiscreteAgent` or ``SoftAgent``).
+    :class:`~rlprompt.agents.core.kinds.DiscreteAgent` or ``SoftAgent``).
 
     :param engine: the scoring engine (shared by the env: one cache, one set of counters).
     :param task: the task: learns on ``train``, selects on ``dev``.
@@ -155,6 +115,7 @@ class SB3Agent(BaseAgent):
 
     supports_resume: ClassVar[bool] = True
     algo_name: ClassVar[str] = ""
+    algorithm: ClassVar[str] = ""  # "module:Class" of the SB3 algorithm
     space: ClassVar[str] = ""
     config: RLConfig
 
@@ -178,7 +139,11 @@ class SB3Agent(BaseAgent):
         raise NotImplementedError
 
     def _algo_class(self) -> Any:
-        raise NotImplementedError
+        """The SB3 algorithm class named by :attr:`algorithm` (``"module:Class"``), imported on use."""
+        import importlib
+
+        module, _, name = self.algorithm.partition(":")
+        return getattr(importlib.import_module(module), name)
 
     def _policy(self) -> tuple[Any, dict[str, Any]]:
         """The SB3 policy class (or alias) and its keyword arguments."""
@@ -205,7 +170,7 @@ class SB3Agent(BaseAgent):
         )
 
     def _extractor_kwargs(self, vocab: np.ndarray | None) -> dict[str, Any]:
-        from rlprompt.agents.policies import LMFeaturesExtractor
+        from rlprompt.agents.rl.sb3.policies import LMFeaturesExtractor
 
         return {
             "features_extractor_class": LMFeaturesExtractor,
@@ -290,7 +255,7 @@ class SB3Agent(BaseAgent):
         return bytes.fromhex(value) if isinstance(value, str) else tuple(int(t) for t in value)
 
     def checkpoint_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        from rlprompt.agents.checkpoint import flatten_state
+        from rlprompt.agents.core.checkpoint import flatten_state
 
         tensors, meta = super().checkpoint_state()
         model = self.model
@@ -316,7 +281,7 @@ class SB3Agent(BaseAgent):
         return tensors, meta
 
     def restore_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        from rlprompt.agents.checkpoint import unflatten_state
+        from rlprompt.agents.core.checkpoint import unflatten_state
 
         super().restore_state(tensors, meta)
         state, model = meta["sb3"], self.model
@@ -383,189 +348,3 @@ class SB3Agent(BaseAgent):
         return agent
 
 
-class _DiscreteSB3(SB3Agent, DiscreteAgent):
-    """An SB3 agent on :class:`~rlprompt.envs.DiscretePromptEnv`."""
-
-    space: ClassVar[str] = "discrete"
-    config: DiscreteRLConfig
-    policy_class: ClassVar[str] = "actor-critic"
-
-    def _make_env(self) -> Any:
-        from rlprompt.envs import DiscretePromptEnv
-
-        cfg = self.config
-        return DiscretePromptEnv(
-            self.task, engine=self.engine, prompt_length=cfg.prompt_length, vocab=cfg.vocab,
-            max_vocab=cfg.max_vocab, reward=cfg.reward, reward_mode=cfg.reward_mode,  # type: ignore[arg-type]
-            examples_per_episode=self._examples(), split="train", obs=cfg.obs,  # type: ignore[arg-type]
-        )
-
-    def _examples(self) -> int | None:
-        n = self.config.examples_per_episode
-        return None if n is None or n >= len(self.task.texts("train")) else n
-
-    def _policy(self) -> tuple[Any, dict[str, Any]]:
-        from rlprompt.agents.policies import LMActorCriticPolicy, LMMaskableActorCriticPolicy
-
-        kwargs = self._extractor_kwargs(self.env.vocab)
-        kwargs.update(tie_head=self.config.tie_head, output_embeddings=self.engine.model.get_output_embeddings().weight,
-                      vocab=self.env.vocab)
-        cls = LMMaskableActorCriticPolicy if self.policy_class == "maskable" else LMActorCriticPolicy
-        return cls, kwargs
-
-    def _prompt_from_obs(self, obs: dict[str, np.ndarray]) -> tuple[Any, Any]:
-        tokens = tuple(int(t) for t in self.env.vocab[np.asarray(obs["prompt"], dtype=np.int64)])
-        return list(tokens), tokens
-
-
-class PPOAgent(_DiscreteSB3):
-    """PPO (stable-baselines3) writing discrete prompts, with the LM-aware policy.
-
-    :param engine: the scoring engine.
-    :param task: the task.
-    :param config: a :class:`PPOConfig`.
-    :param out_dir: where to write outputs.
-    """
-
-    name: ClassVar[str] = "ppo"
-    algo_name: ClassVar[str] = "ppo"
-    config_class: ClassVar[type[AgentConfig]] = PPOConfig
-
-    def _algo_class(self) -> Any:
-        from stable_baselines3 import PPO
-
-        return PPO
-
-
-class A2CAgent(_DiscreteSB3):
-    """A2C (stable-baselines3) writing discrete prompts.
-
-    :param engine: the scoring engine.
-    :param task: the task.
-    :param config: an :class:`A2CConfig`.
-    :param out_dir: where to write outputs.
-    """
-
-    name: ClassVar[str] = "a2c"
-    algo_name: ClassVar[str] = "a2c"
-    config_class: ClassVar[type[AgentConfig]] = A2CConfig
-
-    def _algo_class(self) -> Any:
-        from stable_baselines3 import A2C
-
-        return A2C
-
-
-class MaskablePPOAgent(_DiscreteSB3):
-    """MaskablePPO (sb3-contrib) writing discrete prompts; a token is not written twice.
-
-    :param engine: the scoring engine.
-    :param task: the task.
-    :param config: a :class:`MaskablePPOConfig`.
-    :param out_dir: where to write outputs.
-    """
-
-    name: ClassVar[str] = "maskable-ppo"
-    algo_name: ClassVar[str] = "maskable-ppo"
-    config_class: ClassVar[type[AgentConfig]] = MaskablePPOConfig
-    policy_class: ClassVar[str] = "maskable"
-
-    def _algo_class(self) -> Any:
-        from sb3_contrib import MaskablePPO
-
-        return MaskablePPO
-
-
-class _SoftSB3(SB3Agent, SoftAgent):
-    """An SB3 agent on :class:`~rlprompt.envs.SoftPromptEnv` (one soft token per step)."""
-
-    space: ClassVar[str] = "soft"
-    config: SoftRLConfig
-
-    def _make_env(self) -> Any:
-        from rlprompt.envs import SoftPromptEnv
-
-        cfg = self.config
-        n = cfg.examples_per_episode
-        return SoftPromptEnv(
-            self.task, engine=self.engine, prompt_length=cfg.prompt_length, intrinsic_dim=cfg.intrinsic_dim,
-            action_scale=cfg.action_scale, projection_seed=cfg.projection_seed,
-            placement=cfg.placement.value, reward=cfg.reward, reward_mode=cfg.reward_mode,  # type: ignore[arg-type]
-            examples_per_episode=None if n is None or n >= len(self.task.texts("train")) else n,
-            split="train", obs=cfg.obs,  # type: ignore[arg-type]
-        )
-
-    def _policy(self) -> tuple[Any, dict[str, Any]]:
-        return "MultiInputPolicy", self._extractor_kwargs(None)
-
-    def _prompt_from_obs(self, obs: dict[str, np.ndarray]) -> tuple[Any, Any]:
-        actions = np.asarray(obs["prompt"], dtype=np.float32).reshape(self.config.prompt_length, -1)
-        embeds = self.env.action_map(actions).detach().float().cpu()  # [T, H]
-        return embeds, actions.tobytes()
-
-    def _stack(self, prompts: list[Any]) -> Any:
-        return torch.stack(prompts)
-
-
-class SoftPPOAgent(_SoftSB3):
-    """PPO (stable-baselines3) writing soft prompts.
-
-    :param engine: the scoring engine.
-    :param task: the task.
-    :param config: a :class:`SoftPPOConfig`.
-    :param out_dir: where to write outputs.
-    """
-
-    name: ClassVar[str] = "ppo-soft"
-    algo_name: ClassVar[str] = "ppo"
-    config_class: ClassVar[type[AgentConfig]] = SoftPPOConfig
-
-    def _algo_class(self) -> Any:
-        from stable_baselines3 import PPO
-
-        return PPO
-
-
-class SACAgent(_SoftSB3):
-    """SAC (stable-baselines3) writing soft prompts.
-
-    :param engine: the scoring engine.
-    :param task: the task.
-    :param config: a :class:`SACConfig`.
-    :param out_dir: where to write outputs.
-    """
-
-    name: ClassVar[str] = "sac"
-    algo_name: ClassVar[str] = "sac"
-    config_class: ClassVar[type[AgentConfig]] = SACConfig
-
-    def _algo_class(self) -> Any:
-        from stable_baselines3 import SAC
-
-        return SAC
-
-
-class TD3Agent(_SoftSB3):
-    """TD3 (stable-baselines3) writing soft prompts.
-
-    :param engine: the scoring engine.
-    :param task: the task.
-    :param config: a :class:`TD3Config`.
-    :param out_dir: where to write outputs.
-    """
-
-    name: ClassVar[str] = "td3"
-    algo_name: ClassVar[str] = "td3"
-    config_class: ClassVar[type[AgentConfig]] = TD3Config
-
-    def _algo_class(self) -> Any:
-        from stable_baselines3 import TD3
-
-        return TD3
-
-    def _algo_kwargs(self) -> dict[str, Any]:
-        from stable_baselines3.common.noise import NormalActionNoise
-
-        dim = int(np.prod(self.env.action_space.shape))
-        noise = NormalActionNoise(np.zeros(dim), np.full(dim, self.config.action_noise))  # type: ignore[attr-defined]
-        return {**super()._algo_kwargs(), "action_noise": noise}

@@ -1,4 +1,4 @@
-"""``rlprompt compare`` and ``rlprompt demo``: every method on one task, budget and seed set.
+"""``rlprompt compare``: every method on one task, budget and seed set.
 
 ::
 
@@ -7,8 +7,7 @@
 
 writes ``results.jsonl``, ``summary.md`` and ``curves.png`` to ``--out`` (see
 :mod:`rlprompt.experiments.compare`); re-running it skips the finished runs.
-``rlprompt demo`` is a small comparison on the embedded defaults: the manual prompts,
-an RL agent writing discrete prompts and gradient soft prompt tuning.
+``rlprompt demo`` (:mod:`rlprompt.cli.demo`) is a small one on the embedded defaults.
 """
 
 from __future__ import annotations
@@ -18,13 +17,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlprompt.cli.common import add_model_args, add_task_args
 from rlprompt.errors import ConfigError
 
 DEFAULT_METHODS = "manual,random,lm-prior,ppo,sql,cma,soft-prompt"
-DEMO_METHODS = "manual,ppo,soft-prompt"
 
 
-def _add_run_args(g: argparse._ArgumentGroup) -> None:
+def add_run_args(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--out", type=Path, help="output folder (default: runs/compare-<task>)")
     g.add_argument("--force", action="store_true",
                    help="if --out holds another comparison, move its files aside into previous-<time>/")
@@ -35,8 +34,6 @@ def _add_run_args(g: argparse._ArgumentGroup) -> None:
 
 def add_compare_args(p: argparse.ArgumentParser) -> None:
     """Arguments of ``rlprompt compare``."""
-    from rlprompt.cli import add_model_args, add_task_args
-
     add_task_args(p)
     add_model_args(p)
     g = p.add_argument_group("comparison")
@@ -52,7 +49,7 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
                    help="an option of one method, e.g. --set sql.batch_size=8 --set soft-prompt.placement=prefix")
     g.add_argument("--manual-prompt", action="append", metavar="TEXT",
                    help="a prompt of the `manual` method (repeat; default: the task's list)")
-    _add_run_args(g)
+    add_run_args(g)
     x = p.add_argument_group("execution")
     x.add_argument("--executor", default="inprocess", choices=["inprocess", "ray"],
                    help="inprocess (default): one run after the other; ray: each run is a Ray task")
@@ -147,36 +144,3 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 # -- rlprompt demo ------------------------------------------------------------------------
-
-
-def add_demo_args(p: argparse.ArgumentParser) -> None:
-    """Arguments of ``rlprompt demo`` (a small comparison; every flag has a demo default)."""
-    p.add_argument("--data-dir", type=Path,
-                   help="a 16-shot folder (e.g. ../shared/data/fsc16): run on SST-2 instead of the built-in task")
-    p.add_argument("--task", help="task (default: demo, or sst-2 with --data-dir)")
-    p.add_argument("--seeds", default="42", help="seeds, comma-separated (default 42)")
-    p.add_argument("--methods", default=DEMO_METHODS, help=f"methods (default {DEMO_METHODS})")
-    p.add_argument("--budget", type=int, default=300, help="prompt evaluations per method (default 300)")
-    p.add_argument("--model", default="smollm2-135m", help="task LM (default: the embedded SmolLM2-135M)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto")
-    g = p.add_argument_group("outputs")
-    _add_run_args(g)
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    """Run ``rlprompt demo``: manual prompt vs an RL agent vs soft prompt tuning."""
-    from rlprompt.experiments import InProcessExecutor
-
-    task = args.task or ("sst-2" if args.data_dir is not None else "demo")
-    if task != "demo" and args.data_dir is None:
-        raise ConfigError(f"--task {task} needs --data-dir (the demo's own data is the built-in task)")
-    ns = argparse.Namespace(
-        task=task, data_dir=args.data_dir, seed=42, train_file=None, dev_file=None, test_file=None, hf=None,
-        hf_config=None, k_shot=16, template=None, verbalizers=None, text_column=None, label_column=None,
-        model=args.model, device=args.device, dtype=args.dtype, budget=args.budget, prompt_length=5, reward=None,
-        test_examples=args.test_examples, set=None, manual_prompt=None,
-        out=args.out or Path("runs") / f"demo-{task}", force=args.force, progress=args.progress,
-    )
-    config = build_compare_config(ns, args.methods, args.seeds)
-    return execute(config, ns, InProcessExecutor())

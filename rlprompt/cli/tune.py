@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rlprompt.agents.core.options import parse_bool
+from rlprompt.cli.common import add_model_args, add_task_args, build_engine, check_folder_writable
 from rlprompt.errors import ConfigError
 
 SHARED_FIELDS = {"seed"}  # set from the task arguments, not from a flag of their own
@@ -56,12 +58,10 @@ def _parser_for(hint: Any) -> tuple[Callable[[str], Any], list[str] | None]:
 
 
 def _boolean(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    try:
+        return parse_bool(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _config_fields() -> dict[str, list[tuple[str, dataclasses.Field[Any], Any]]]:
@@ -90,7 +90,6 @@ def _default_text(value: Any) -> str:
 def add_tune_args(p: argparse.ArgumentParser) -> None:
     """Add ``rlprompt tune``'s arguments (task, model, method, budget, outputs, method options)."""
     from rlprompt.agents.registry import AGENTS
-    from rlprompt.cli import add_model_args, add_task_args
 
     add_task_args(p)
     add_model_args(p)
@@ -146,7 +145,6 @@ def build_config(method: str, args: argparse.Namespace) -> Any:
 def run_tune(args: argparse.Namespace) -> int:
     """Run ``rlprompt tune``; returns the exit status."""
     from rlprompt.agents.registry import get_agent_class, get_spec
-    from rlprompt.cli import build_engine
 
     if get_spec(args.method).command != "tune":  # unknown method: fail before loading anything
         raise ConfigError(f"{args.method!r} is an RL agent: run it with `rlprompt train --agent {args.method}`")
@@ -157,7 +155,7 @@ def run_tune(args: argparse.Namespace) -> int:
         raise ConfigError(f"--budget must be a positive number of prompt evaluations, got {args.budget}")
     for path in (args.out, args.export_peft):
         if path is not None:
-            _check_writable(path)
+            check_folder_writable(path)
     agent_cls = get_agent_class(args.method)
     if args.export_peft is not None and agent_cls.prompt_kind != "soft":
         raise ConfigError(f"--export-peft needs a soft-prompt method (soft-prompt, cma), not {args.method!r}")
@@ -194,21 +192,9 @@ def _print_summary(s: Any, args: argparse.Namespace) -> None:
         print(f"wrote PEFT adapter {args.export_peft}")
 
 
-def _check_writable(folder: Path) -> None:
-    """Create the output folder now, so a bad path fails before any expensive work."""
-    import os
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create folder {str(folder)!r}: {exc.strerror or exc}") from None
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"folder {str(folder)!r} is not writable")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m rlprompt.cli_tune ...``: the same as ``rlprompt tune ...``."""
-    from rlprompt.cli import main as rlprompt_main
+    """``python -m rlprompt.cli tune ...``: the same as ``rlprompt tune ...``."""
+    from rlprompt.cli.main import main as rlprompt_main
 
     return rlprompt_main(["tune", *(sys.argv[1:] if argv is None else argv)])
 

@@ -4,7 +4,7 @@ Every option is ``field(default=..., metadata={"help": ...})``; ``__post_init__`
 validates with a :class:`~rlprompt.errors.ConfigError` that says how to fix it. This
 module imports no torch (the CLIs build options from it cheaply).
 
-- :class:`GRPOAgentConfig`: :class:`~rlprompt.agents.grpo.GRPOAgent` (``algorithm="grpo"``).
+- :class:`GRPOAgentConfig`: :class:`~rlprompt.agents.rl.grpo.agent.GRPOAgent` (``algorithm="grpo"``).
 - :class:`RLOOAgentConfig`: the same agent trained with RLOO (``algorithm="rloo"``).
 """
 
@@ -14,7 +14,7 @@ import enum
 import re
 from dataclasses import dataclass, field
 
-from rlprompt.agents.configs import AgentConfig, check_positive, enum_choice
+from rlprompt.agents.core.config import AgentConfig, check_positive, enum_choice
 from rlprompt.errors import ConfigError
 
 __all__ = ["META_PLACEHOLDERS", "Algorithm", "GRPOAgentConfig", "RLOOAgentConfig", "check_meta_prompt"]
@@ -51,7 +51,7 @@ def check_meta_prompt(text: str) -> None:
 
 @dataclass
 class GRPOAgentConfig(AgentConfig):
-    """Options of :class:`~rlprompt.agents.grpo.GRPOAgent` (a policy LM writing prompts, trained with TRL)."""
+    """Options of :class:`~rlprompt.agents.rl.grpo.agent.GRPOAgent` (a policy LM writing prompts, trained with TRL)."""
 
     algorithm: Algorithm = field(default=Algorithm.GRPO, metadata={
         "help": "grpo (TRL GRPOTrainer) or rloo (TRL RLOOTrainer)"})
@@ -61,7 +61,7 @@ class GRPOAgentConfig(AgentConfig):
     min_prompt_length: int = field(default=1, metadata={"help": "fewest tokens the policy writes per prompt"})
     reward: str = field(default="gap", metadata={
         "help": "reward on the training examples (accuracy, log-likelihood, gap, ... or pkg.module:fn)"})
-    examples_per_eval: int | None = field(default=None, metadata={
+    examples_per_episode: int | None = field(default=None, metadata={
         "help": "training examples each written prompt is scored on (drawn per step; default: all)"})
     # -- the policy ------------------------------------------------------------------
     policy_model: str | None = field(default=None, metadata={
@@ -116,7 +116,7 @@ class GRPOAgentConfig(AgentConfig):
         if self.min_prompt_length > self.prompt_length:
             raise ConfigError(f"min_prompt_length ({self.min_prompt_length}) exceeds prompt_length "
                               f"({self.prompt_length}); lower it or raise prompt_length")
-        for name in ("top_k", "examples_per_eval", "max_steps"):
+        for name in ("top_k", "examples_per_episode", "max_steps"):
             check_positive(getattr(self, name), name, allow_none=True)
         check_positive(self.learning_rate, "learning_rate", integer=False, allow_none=True)
         for name in ("temperature", "epsilon", "max_grad_norm"):
@@ -130,7 +130,7 @@ class GRPOAgentConfig(AgentConfig):
         check_meta_prompt(self.meta_prompt)
 
     @property
-    def lr(self) -> float:
+    def effective_learning_rate(self) -> float:
         """The learning rate in use (the option, or the default for ``lora``)."""
         if self.learning_rate is not None:
             return float(self.learning_rate)
@@ -139,7 +139,7 @@ class GRPOAgentConfig(AgentConfig):
 
 @dataclass
 class RLOOAgentConfig(GRPOAgentConfig):
-    """Options of the policy LM trained with RLOO (:class:`~rlprompt.agents.grpo.RLOOAgent`)."""
+    """Options of the policy LM trained with RLOO (:class:`~rlprompt.agents.rl.grpo.agent.RLOOAgent`)."""
 
     algorithm: Algorithm = field(default=Algorithm.RLOO, metadata={
         "help": "grpo (TRL GRPOTrainer) or rloo (TRL RLOOTrainer)"})

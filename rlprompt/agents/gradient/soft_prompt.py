@@ -1,6 +1,6 @@
 """Gradient soft prompt tuning (Lester et al. 2021) through the frozen LM.
 
-``n_tokens`` embedding vectors are learned by gradient descent on the cross-entropy of
+``prompt_length`` embedding vectors are learned by gradient descent on the cross-entropy of
 the verbalizer classes (or RLPrompt's gap reward, as a differentiable surrogate); the LM
 stays frozen. Two placements:
 
@@ -12,7 +12,7 @@ stays frozen. Two placements:
   ``PeftModel.from_pretrained`` gives the same scores.
 
 Budget: a step is one forward on a batch (1 prompt evaluation) plus its backward (1
-more): 2 per step; each dev evaluation costs 1 (see :mod:`rlprompt.agents.budget`).
+more): 2 per step; each dev evaluation costs 1 (see :mod:`rlprompt.agents.core.budget`).
 The prompt is evaluated on dev before the first step and every ``eval_every`` steps; the
 best on dev is kept. A NaN/infinite loss stops training and keeps the best checkpoint.
 """
@@ -25,9 +25,10 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from rlprompt.agents.configs import AgentConfig, Init, Loss, Optimizer, SoftPromptConfig
-from rlprompt.agents.kinds import SoftAgent
-from rlprompt.agents.projection import sample_vocab_embeddings, text_embeddings
+from rlprompt.agents.core.config import AgentConfig
+from rlprompt.agents.core.kinds import SoftAgent
+from rlprompt.agents.gradient.config import Init, Loss, Optimizer, SoftPromptConfig
+from rlprompt.lm.embeddings import sample_vocab_embeddings, text_embeddings
 from rlprompt.lm.engine import NonFiniteScoresError
 
 STEP_COST = 2  # prompt evaluations per gradient step: the forward and the backward
@@ -54,12 +55,12 @@ class SoftPromptTuning(SoftAgent):
         real = self._real_ids
         if cfg.init is Init.RANDOM:
             std = table.detach().float()[real.to(table.device)].std()
-            return (torch.rand(cfg.n_tokens, self.hidden_size, generator=generator) - 0.5) * 2 * std.cpu()
+            return (torch.rand(cfg.prompt_length, self.hidden_size, generator=generator) - 0.5) * 2 * std.cpu()
         if cfg.init is Init.TEXT:
-            return text_embeddings(self.engine, cfg.init_text or "", cfg.n_tokens).cpu()
-        prompt = sample_vocab_embeddings(table, cfg.n_tokens, real, generator).cpu()
+            return text_embeddings(self.engine, cfg.init_text or "", cfg.prompt_length).cpu()
+        prompt = sample_vocab_embeddings(table, cfg.prompt_length, real, generator).cpu()
         if cfg.init is Init.VERBALIZERS:
-            ids = [ids[0] for ids in self.engine.verbalizer_ids][: cfg.n_tokens]
+            ids = [ids[0] for ids in self.engine.verbalizer_ids][: cfg.prompt_length]
             prompt[: len(ids)] = table.detach()[torch.tensor(ids, device=table.device)].float().cpu()
         return prompt
 
@@ -68,9 +69,9 @@ class SoftPromptTuning(SoftAgent):
         if cfg.optimizer is Optimizer.ADAFACTOR:
             from transformers.optimization import Adafactor
 
-            return Adafactor(params, lr=cfg.learning_rate, relative_step=False, scale_parameter=False,
+            return Adafactor(params, lr=cfg.effective_learning_rate, relative_step=False, scale_parameter=False,
                              warmup_init=False)
-        return torch.optim.Adam(params, lr=cfg.learning_rate)
+        return torch.optim.Adam(params, lr=cfg.effective_learning_rate)
 
     def _loss(self, logprobs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """logprobs [1, B, C] -> scalar loss."""
@@ -91,7 +92,7 @@ class SoftPromptTuning(SoftAgent):
         self._step, self._since_best = 0, 0
 
     def checkpoint_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        from rlprompt.agents.checkpoint import optimizer_state
+        from rlprompt.agents.core.checkpoint import optimizer_state
 
         tensors, meta = super().checkpoint_state()
         tensors["soft_prompt/prompt"] = self._soft.detach()
@@ -103,7 +104,7 @@ class SoftPromptTuning(SoftAgent):
         return tensors, meta
 
     def restore_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        from rlprompt.agents.checkpoint import load_optimizer_state
+        from rlprompt.agents.core.checkpoint import load_optimizer_state
 
         super().restore_state(tensors, meta)
         self._start_loop()
@@ -183,7 +184,7 @@ class SoftPromptTuning(SoftAgent):
         best = self.tracker.best
         self.stop(
             "non-finite-loss",
-            f"the loss became NaN/infinite at step {step} (learning rate {self.config.learning_rate:g} is "
+            f"the loss became NaN/infinite at step {step} (learning rate {self.config.effective_learning_rate:g} is "
             f"probably too high; try a smaller lr); training stopped and the best checkpoint "
             f"(dev accuracy {best.dev_accuracy:.4f}) is kept",
         )

@@ -13,7 +13,7 @@ copied) and the Q-values are measured against a *reference* distribution::
 
 With ``reference="prior"`` (default) ``ref`` is the LM's own next-token distribution after
 the context, so the MLP's last layer starts at zero and the first policy IS LM-prior
-sampling (:class:`~rlprompt.agents.lm_prior.LMPriorSampling`, with the same context: a
+sampling (:class:`~rlprompt.agents.search.lm_prior.LMPriorSampling`, with the same context: a
 task description and a random training input); learning tilts it towards prompts with a
 high reward. This is soft Q-learning with a KL penalty to the prior in place of the
 entropy bonus. With ``reference="uniform"`` ``ref`` is uniform over the allowed tokens:
@@ -66,11 +66,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlprompt.agents.configs import AgentConfig
-from rlprompt.agents.kinds import DiscreteAgent
-from rlprompt.agents.rl_configs import Reference, RewardNorm, SQLConfig, SQLLoss
-from rlprompt.agents.tracking import TopKGate
+from rlprompt.agents.core.config import STALL_ROUNDS, AgentConfig
+from rlprompt.agents.core.kinds import DiscreteAgent
+from rlprompt.agents.core.tracking import TopKGate
+from rlprompt.agents.rl.sql.config import Reference, RewardNorm, SQLConfig, SQLLoss
 from rlprompt.errors import ConfigError, DataError
+from rlprompt.rewards.normalize import RunningStats, batch_zscore
 
 __all__ = ["QNetwork", "Reference", "Replay", "RewardNorm", "SQLConfig", "SQLLoss", "SoftQLearning"]
 
@@ -79,7 +80,6 @@ if TYPE_CHECKING:
     from rlprompt.tasks import Task
 
 A = TypeVar("A", bound="SoftQLearning")
-MAX_STALE_ROUNDS = 20
 
 
 class QNetwork(nn.Module):
@@ -155,7 +155,7 @@ class SoftQLearning(DiscreteAgent):
     def __init__(self, engine: ScoringEngine, task: Task, config: AgentConfig | None = None, *,
                  out_dir: str | Path | None = None) -> None:
         super().__init__(engine, task, config, out_dir=out_dir)
-        from rlprompt.agents.lm_prior import banned_tokens, default_description
+        from rlprompt.agents.search.lm_prior import banned_tokens, default_description
 
         if engine.masked:
             raise ConfigError(f"soft Q-learning writes prompts left to right with a causal LM; "
@@ -177,18 +177,19 @@ class SoftQLearning(DiscreteAgent):
         self.description = cfg.description or default_description(task)
         self._cache_kw = "cache" if "cache" in inspect.signature(self.decoder.forward).parameters else "past_key_values"
         # -- seeding: every random draw of the agent comes from these ------------------------------
-        torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        # -- networks ------------------------------------------------------------------------------
-        self.q_net = QNetwork(self.head_weight, cfg.mlp_hidden).to(engine.device)
+        # -- networks (initialised from the seed, leaving the caller's global RNG as it was) ---------
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.q_net = QNetwork(self.head_weight, cfg.mlp_hidden).to(engine.device)
         self.q_target = copy.deepcopy(self.q_net)
         self.q_target._head = self.q_net._head  # share the LM table, never copy it
         self.q_target.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.lr)
+        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.learning_rate)
         self.replay = Replay(cfg.replay_size)
         self.updates = 0
-        self._reward_stats = [0, 0.0, 0.0]  # count, mean, M2 (Welford), for reward_norm="running"
+        self.reward_stats = RunningStats()  # of every raw training reward, for reward_norm="running"
 
     # -- the policy ---------------------------------------------------------------------------
 
@@ -277,23 +278,12 @@ class SoftQLearning(DiscreteAgent):
         """Raw rewards [B] -> the rewards the Q-function learns (see :class:`RewardNorm`)."""
         cfg = self.config
         if cfg.reward_norm is RewardNorm.BATCH:
-            z = (raw - raw.mean()) / (raw.std(unbiased=False) + 1e-6)
+            z = batch_zscore(raw)
         elif cfg.reward_norm is RewardNorm.RUNNING:
-            count, mean, m2 = self._reward_stats
-            std = math.sqrt(m2 / count) if count > 1 else 1.0
-            z = (raw - mean) / (std + 1e-6)
+            z = self.reward_stats.normalize(raw)
         else:
             z = raw
         return z * cfg.reward_scale
-
-    def _update_reward_stats(self, rewards: list[float]) -> None:
-        count, mean, m2 = self._reward_stats
-        for r in rewards:
-            count += 1
-            delta = r - mean
-            mean += delta / count
-            m2 += delta * (r - mean)
-        self._reward_stats = [count, mean, m2]
 
     def sql_loss(self, hidden: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
         """Path-consistency loss of a batch of finished prompts.
@@ -361,7 +351,7 @@ class SoftQLearning(DiscreteAgent):
         self._stale, self._last_loss = 0, math.nan
 
     def checkpoint_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        from rlprompt.agents.checkpoint import numpy_generator_state, optimizer_state
+        from rlprompt.agents.core.checkpoint import numpy_generator_state, optimizer_state
 
         tensors, meta = super().checkpoint_state()
         for name, net in (("q_net", self.q_net), ("q_target", self.q_target)):
@@ -372,7 +362,8 @@ class SoftQLearning(DiscreteAgent):
             tensors["sql/replay/hidden"] = torch.stack(self.replay.hidden)
             tensors["sql/replay/actions"] = torch.stack(self.replay.actions)
         meta["sql"] = {
-            "rng": numpy_generator_state(self.rng), "updates": self.updates, "reward_stats": self._reward_stats,
+            "rng": numpy_generator_state(self.rng), "updates": self.updates,
+            "reward_stats": self.reward_stats.state_dict(),
             "optimizer": optimizer_state(self.optimizer, "sql/optimizer", tensors),
             "replay_rewards": list(self.replay.rewards), "gate": self._gate.state(),
             "seen": [[list(p), r] for p, r in self._seen.items()], "on_dev": [list(p) for p in self._on_dev],
@@ -381,7 +372,7 @@ class SoftQLearning(DiscreteAgent):
         return tensors, meta
 
     def restore_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        from rlprompt.agents.checkpoint import load_optimizer_state
+        from rlprompt.agents.core.checkpoint import load_optimizer_state
 
         super().restore_state(tensors, meta)
         state, dev = meta["sql"], self.engine.device
@@ -391,8 +382,7 @@ class SoftQLearning(DiscreteAgent):
         self.generator.set_state(tensors["sql/generator"])
         self.rng.bit_generator.state = state["rng"]
         self.updates = int(state["updates"])
-        self._reward_stats = [int(state["reward_stats"][0]), float(state["reward_stats"][1]),
-                              float(state["reward_stats"][2])]
+        self.reward_stats.load_state_dict(state["reward_stats"])
         load_optimizer_state(self.optimizer, state["optimizer"], tensors)
         self.replay = Replay(self.config.replay_size)
         if state["replay_rewards"]:
@@ -415,21 +405,21 @@ class SoftQLearning(DiscreteAgent):
             self._start_loop()
         gate, seen, on_dev = self._gate, self._seen, self._on_dev
         logger = self._logger()
-        while budget.remaining > 0 and self._stale < MAX_STALE_ROUNDS:
+        while budget.remaining > 0 and self._stale < STALL_ROUNDS:
             # -- 1. write a batch of prompts with the current policy -----------------------------
             prompts, hidden, actions = self.sample(cfg.batch_size)
             # -- 2. score the new ones on the training examples (1 prompt evaluation each) ------
             new = list(dict.fromkeys(tuple(p) for p in prompts if tuple(p) not in seen))[: budget.remaining]
             if new:
-                if cfg.examples_per_eval is not None and cfg.examples_per_eval < len(texts):
-                    idx = np.sort(self.rng.choice(len(texts), size=cfg.examples_per_eval, replace=False))
+                if cfg.examples_per_episode is not None and cfg.examples_per_episode < len(texts):
+                    idx = np.sort(self.rng.choice(len(texts), size=cfg.examples_per_episode, replace=False))
                     batch_texts, batch_labels = [texts[i] for i in idx], labels[torch.from_numpy(idx)]
                 else:
                     batch_texts, batch_labels = texts, labels
                 logprobs = self.score([list(p) for p in new], batch_texts)
                 scores = reward(logprobs, batch_labels.to(logprobs.device)).rewards.tolist()
                 seen.update(zip(new, scores, strict=True))
-                self._update_reward_stats(scores)
+                self.reward_stats.update(scores)
             self._stale = 0 if new else self._stale + 1
             known = [i for i, p in enumerate(prompts) if tuple(p) in seen]  # the budget may cut the last round
             if not known:
@@ -464,7 +454,7 @@ class SoftQLearning(DiscreteAgent):
         """SB3's logger writing ``out_dir/logs/progress.csv`` (and TensorBoard files when installed)."""
         if self.out_dir is None:
             return None
-        from rlprompt.agents.sb3 import progress_logger
+        from rlprompt.agents.core.logs import progress_logger
 
         return progress_logger(self)
 

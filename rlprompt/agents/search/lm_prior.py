@@ -5,7 +5,7 @@ short context (``context``: by default a one-line task description followed by a
 training input, so the sample continues the input where the template puts the prompt).
 The best of the samples, selected on dev, is the result: a strong baseline, since the
 LM proposes fluent text it finds natural in the prompt's position. Ranking, dev checks
-and the budget follow :mod:`rlprompt.agents.search`.
+and the budget follow :mod:`rlprompt.agents.search.discrete`.
 
 Budget: sampling reads no labels and costs no prompt evaluation; its LM tokens are
 charged to the budget's forward tokens (and so appear in the summary's LM tokens).
@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
-from rlprompt.agents.configs import AgentConfig, LMPriorConfig
-from rlprompt.agents.search import DiscreteSearch
+from rlprompt.agents.core.config import AgentConfig
+from rlprompt.agents.search.config import LMPriorConfig
+from rlprompt.agents.search.discrete import DiscreteSearch
 from rlprompt.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ Every prompt is ``prompt_length`` tokens drawn uniformly (with replacement) from
 :func:`rlprompt.envs.vocab.candidate_vocab` with the same options as
 :class:`~rlprompt.envs.DiscretePromptEnv` (``vocab="words"``, ``max_vocab=4096``), so
 it searches exactly the space the discrete RL agents act in. See
-:mod:`rlprompt.agents.search` for the loop and its budget.
+:mod:`rlprompt.agents.search.discrete` for the loop and its budget.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from rlprompt.agents.configs import AgentConfig, RandomSearchConfig
-from rlprompt.agents.search import DiscreteSearch
+from rlprompt.agents.core.config import AgentConfig
+from rlprompt.agents.search.config import RandomSearchConfig
+from rlprompt.agents.search.discrete import DiscreteSearch
 
 if TYPE_CHECKING:
     from rlprompt.lm import ScoringEngine

@@ -16,11 +16,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from rlprompt.agents.configs import AgentConfig, DiscreteSearchConfig
-from rlprompt.agents.kinds import DiscreteAgent
-from rlprompt.agents.tracking import TopKGate
-
-MAX_STALE_ROUNDS = 20
+from rlprompt.agents.core.config import STALL_ROUNDS, AgentConfig
+from rlprompt.agents.core.kinds import DiscreteAgent
+from rlprompt.agents.core.tracking import TopKGate
+from rlprompt.agents.search.config import DiscreteSearchConfig
 
 
 def train_room(remaining: int, batch: int, dev_top_k: int) -> int:
@@ -29,8 +28,8 @@ def train_room(remaining: int, batch: int, dev_top_k: int) -> int:
 
 
 class DiscreteSearch(DiscreteAgent):
-    """Base of :class:`~rlprompt.agents.random_search.RandomSearch` and
-    :class:`~rlprompt.agents.lm_prior.LMPriorSampling`; a subclass writes :meth:`propose`.
+    """Base of :class:`~rlprompt.agents.search.random_search.RandomSearch` and
+    :class:`~rlprompt.agents.search.lm_prior.LMPriorSampling`; a subclass writes :meth:`propose`.
     """
 
     supports_resume: ClassVar[bool] = True
@@ -50,7 +49,7 @@ class DiscreteSearch(DiscreteAgent):
         self._stale = 0  # rounds in a row that proposed nothing new (a tiny search space runs dry)
 
     def checkpoint_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        from rlprompt.agents.checkpoint import numpy_generator_state
+        from rlprompt.agents.core.checkpoint import numpy_generator_state
 
         tensors, meta = super().checkpoint_state()
         meta["search"] = {"rng": numpy_generator_state(self._rng), "gate": self._gate.state(),
@@ -76,7 +75,7 @@ class DiscreteSearch(DiscreteAgent):
         reward = get_reward(cfg.reward)
         texts, labels = self.task.texts("train"), self.task.label_tensor("train").to(self.engine.device)
         gate, seen = self._gate, self._seen
-        while budget.remaining > 0 and self._stale < MAX_STALE_ROUNDS:
+        while budget.remaining > 0 and self._stale < STALL_ROUNDS:
             proposals = self.propose(train_room(budget.remaining, cfg.batch_size, cfg.dev_top_k), self._rng)
             if not proposals:
                 break

@@ -24,11 +24,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from rlprompt.agents.configs import AgentConfig, CMAESConfig
-from rlprompt.agents.kinds import SoftAgent
-from rlprompt.agents.projection import sample_vocab_embeddings
-from rlprompt.agents.search import train_room
-from rlprompt.agents.tracking import TopKGate
+from rlprompt.agents.core.config import AgentConfig
+from rlprompt.agents.core.kinds import SoftAgent
+from rlprompt.agents.core.tracking import TopKGate
+from rlprompt.agents.search.config import CMAESConfig
+from rlprompt.agents.search.discrete import train_room
+from rlprompt.lm.embeddings import sample_vocab_embeddings
 
 
 class CMAES(SoftAgent):
@@ -86,14 +87,14 @@ class CMAES(SoftAgent):
         # -- seeding: the start prompt and the projection from one generator; CMA-ES's own seed
         gen = torch.Generator().manual_seed(cfg.seed)
         table = self.engine.lm.input_embeddings().weight.detach()
-        p0 = sample_vocab_embeddings(table, cfg.n_tokens, self._real_ids, gen).to(device)
+        p0 = sample_vocab_embeddings(table, cfg.prompt_length, self._real_ids, gen).to(device)
         std = table[self._real_ids.to(table.device)].float().std(0).to(device)  # [H]
-        dim = cfg.n_tokens * self.hidden_size
+        dim = cfg.prompt_length * self.hidden_size
         proj = (torch.randn(dim, cfg.intrinsic_dim, generator=gen) / math.sqrt(cfg.intrinsic_dim)).to(device)
 
         def to_prompts(zs: np.ndarray) -> torch.Tensor:
             z = torch.as_tensor(np.asarray(zs), dtype=torch.float32, device=device)  # [N, d]
-            delta = (z @ proj.T).view(len(z), cfg.n_tokens, self.hidden_size)
+            delta = (z @ proj.T).view(len(z), cfg.prompt_length, self.hidden_size)
             return p0 + cfg.scale * std * delta  # [N, T, H]
 
         if not self.resuming:

@@ -1,0 +1,154 @@
+"""The SB3 agents: one row of :data:`ALGORITHMS` each (name, SB3 algorithm, config, prompt kind).
+
+:class:`DiscreteSB3Agent` writes token prompts on :class:`~rlprompt.envs.DiscretePromptEnv`
+with the LM-aware policy; :class:`SoftSB3Agent` writes soft prompts on
+:class:`~rlprompt.envs.SoftPromptEnv`. Each concrete class (``PPOAgent``, ...) is that base
+with its algorithm and config filled in; the loop is :class:`~rlprompt.agents.rl.sb3.agent.SB3Agent`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+import torch
+
+from rlprompt.agents.core.config import AgentConfig
+from rlprompt.agents.core.kinds import DiscreteAgent, SoftAgent
+from rlprompt.agents.rl.sb3.agent import SB3Agent
+from rlprompt.agents.rl.sb3.config import (
+    A2CConfig,
+    DiscreteRLConfig,
+    MaskablePPOConfig,
+    PPOConfig,
+    SACConfig,
+    SoftPPOConfig,
+    SoftRLConfig,
+    TD3Config,
+)
+
+__all__ = ["ALGORITHMS", "A2CAgent", "DiscreteSB3Agent", "MaskablePPOAgent", "PPOAgent", "SACAgent", "SoftPPOAgent",
+           "SoftSB3Agent", "TD3Agent"]
+
+
+class DiscreteSB3Agent(SB3Agent, DiscreteAgent):
+    """An SB3 agent on :class:`~rlprompt.envs.DiscretePromptEnv`."""
+
+    space: ClassVar[str] = "discrete"
+    config: DiscreteRLConfig
+    policy_class: ClassVar[str] = "actor-critic"
+
+    def _make_env(self) -> Any:
+        from rlprompt.envs import DiscretePromptEnv
+
+        cfg = self.config
+        return DiscretePromptEnv(
+            self.task, engine=self.engine, prompt_length=cfg.prompt_length, vocab=cfg.vocab,
+            max_vocab=cfg.max_vocab, reward=cfg.reward, reward_mode=cfg.reward_mode,  # type: ignore[arg-type]
+            examples_per_episode=self._examples(), split="train", obs=cfg.obs,  # type: ignore[arg-type]
+        )
+
+    def _examples(self) -> int | None:
+        n = self.config.examples_per_episode
+        return None if n is None or n >= len(self.task.texts("train")) else n
+
+    def _policy(self) -> tuple[Any, dict[str, Any]]:
+        from rlprompt.agents.rl.sb3.policies import LMActorCriticPolicy, LMMaskableActorCriticPolicy
+
+        kwargs = self._extractor_kwargs(self.env.vocab)
+        kwargs.update(tie_head=self.config.tie_head, output_embeddings=self.engine.model.get_output_embeddings().weight,
+                      vocab=self.env.vocab)
+        cls = LMMaskableActorCriticPolicy if self.policy_class == "maskable" else LMActorCriticPolicy
+        return cls, kwargs
+
+    def _prompt_from_obs(self, obs: dict[str, np.ndarray]) -> tuple[Any, Any]:
+        tokens = tuple(int(t) for t in self.env.vocab[np.asarray(obs["prompt"], dtype=np.int64)])
+        return list(tokens), tokens
+
+
+class SoftSB3Agent(SB3Agent, SoftAgent):
+    """An SB3 agent on :class:`~rlprompt.envs.SoftPromptEnv` (one soft token per step)."""
+
+    space: ClassVar[str] = "soft"
+    config: SoftRLConfig
+
+    def _make_env(self) -> Any:
+        from rlprompt.envs import SoftPromptEnv
+
+        cfg = self.config
+        n = cfg.examples_per_episode
+        return SoftPromptEnv(
+            self.task, engine=self.engine, prompt_length=cfg.prompt_length, intrinsic_dim=cfg.intrinsic_dim,
+            action_scale=cfg.action_scale, projection_seed=cfg.projection_seed,
+            placement=cfg.placement.value, reward=cfg.reward, reward_mode=cfg.reward_mode,  # type: ignore[arg-type]
+            examples_per_episode=None if n is None or n >= len(self.task.texts("train")) else n,
+            split="train", obs=cfg.obs,  # type: ignore[arg-type]
+        )
+
+    def _policy(self) -> tuple[Any, dict[str, Any]]:
+        return "MultiInputPolicy", self._extractor_kwargs(None)
+
+    def _prompt_from_obs(self, obs: dict[str, np.ndarray]) -> tuple[Any, Any]:
+        actions = np.asarray(obs["prompt"], dtype=np.float32).reshape(self.config.prompt_length, -1)
+        embeds = self.env.action_map(actions).detach().float().cpu()  # [T, H]
+        return embeds, actions.tobytes()
+
+    def _stack(self, prompts: list[Any]) -> Any:
+        return torch.stack(prompts)
+
+    def _algo_kwargs(self) -> dict[str, Any]:
+        kwargs = super()._algo_kwargs()
+        noise = getattr(self.config, "action_noise", None)  # TD3: Gaussian exploration noise on the actions
+        if noise:
+            from stable_baselines3.common.noise import NormalActionNoise
+
+            dim = int(np.prod(self.env.action_space.shape))
+            kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), np.full(dim, noise))
+        return kwargs
+
+
+class Algorithm(NamedTuple):
+    """One SB3 agent: its class name, SB3 algorithm (``"module:Class"``), config and prompt kind."""
+
+    class_name: str
+    algorithm: str
+    config: type[AgentConfig]
+    base: type[SB3Agent]
+    summary: str
+    policy_class: str = "actor-critic"
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    "ppo": Algorithm("PPOAgent", "stable_baselines3:PPO", PPOConfig, DiscreteSB3Agent,
+                     "PPO (stable-baselines3) writing discrete prompts, with the LM-aware policy."),
+    "a2c": Algorithm("A2CAgent", "stable_baselines3:A2C", A2CConfig, DiscreteSB3Agent,
+                     "A2C (stable-baselines3) writing discrete prompts."),
+    "maskable-ppo": Algorithm("MaskablePPOAgent", "sb3_contrib:MaskablePPO", MaskablePPOConfig, DiscreteSB3Agent,
+                              "MaskablePPO (sb3-contrib) writing discrete prompts; a token is not written twice.",
+                              policy_class="maskable"),
+    "ppo-soft": Algorithm("SoftPPOAgent", "stable_baselines3:PPO", SoftPPOConfig, SoftSB3Agent,
+                          "PPO (stable-baselines3) writing soft prompts."),
+    "sac": Algorithm("SACAgent", "stable_baselines3:SAC", SACConfig, SoftSB3Agent,
+                     "SAC (stable-baselines3) writing soft prompts."),
+    "td3": Algorithm("TD3Agent", "stable_baselines3:TD3", TD3Config, SoftSB3Agent,
+                     "TD3 (stable-baselines3) writing soft prompts, with Gaussian action noise."),
+}
+
+
+def _agent_class(name: str, row: Algorithm) -> type[SB3Agent]:
+    doc = (f"{row.summary}\n\n    :param engine: the scoring engine.\n    :param task: the task.\n"
+           f"    :param config: a :class:`{row.config.__name__}`.\n    :param out_dir: where to write outputs.\n    ")
+    return type(row.class_name, (row.base,), {
+        "__doc__": doc, "__module__": __name__, "name": name, "algo_name": row.algorithm.rpartition(":")[2].lower()
+        if name != "maskable-ppo" else name, "algorithm": row.algorithm, "config_class": row.config,
+        "policy_class": row.policy_class,
+    })
+
+
+_CLASSES = {name: _agent_class(name, row) for name, row in ALGORITHMS.items()}
+PPOAgent = _CLASSES["ppo"]
+A2CAgent = _CLASSES["a2c"]
+MaskablePPOAgent = _CLASSES["maskable-ppo"]
+SoftPPOAgent = _CLASSES["ppo-soft"]
+SACAgent = _CLASSES["sac"]
+TD3Agent = _CLASSES["td3"]

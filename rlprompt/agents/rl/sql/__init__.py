@@ -1,0 +1,1 @@
+"""Soft Q-learning (RLPrompt): :mod:`.agent` (the loop), :mod:`.config` (options)."""

@@ -1,0 +1,94 @@
+"""Options of the black-box searches: random, LM-prior sampling, CMA-ES; free of torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rlprompt.agents.core.config import AgentConfig, check_positive, enum_choice
+from rlprompt.errors import ConfigError
+from rlprompt.lm.template import Placement
+
+
+@dataclass
+class CMAESConfig(AgentConfig):
+    """Options of :class:`CMAES`."""
+
+    prompt_length: int = field(default=5, metadata={"help": "number of soft tokens"})
+    placement: Placement = field(default=Placement.SUFFIX, metadata={
+        "help": "suffix: after the cached input (fast); prefix: before the input (Lester; PEFT)"})
+    intrinsic_dim: int = field(default=500, metadata={"help": "d, the dimension CMA-ES searches"})
+    popsize: int = field(default=20, metadata={"help": "CMA-ES population per generation"})
+    sigma0: float = field(default=1.0, metadata={"help": "CMA-ES initial step size (in z)"})
+    scale: float = field(default=1.0, metadata={"help": "table standard deviations one unit of A z moves"})
+    reward: str = field(default="log-likelihood", metadata={"help": "train reward to maximise"})
+    dev_top_k: int = field(default=8, metadata={
+        "help": "a candidate is checked on dev when its train reward is among the best k so far"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("prompt_length", "intrinsic_dim", "dev_top_k"):
+            check_positive(getattr(self, name), name)
+        if isinstance(self.popsize, bool) or not isinstance(self.popsize, int) or self.popsize < 2:
+            raise ConfigError(f"popsize must be an integer of at least 2, got {self.popsize!r}")
+        check_positive(self.sigma0, "sigma0", integer=False)
+        check_positive(self.scale, "scale", integer=False)
+        self.placement = enum_choice(Placement, self.placement, "placement")
+
+
+# -- discrete black-box searches -----------------------------------------------------
+
+
+@dataclass
+class DiscreteSearchConfig(AgentConfig):
+    """Options shared by the discrete black-box searches."""
+
+    prompt_length: int = field(default=5, metadata={"help": "tokens per discrete prompt"})
+    reward: str = field(default="gap", metadata={
+        "help": "reward on train that ranks candidates (accuracy, log-likelihood, gap, ... or pkg.module:fn)"})
+    batch_size: int = field(default=32, metadata={"help": "candidate prompts proposed and scored per round"})
+    dev_top_k: int = field(default=8, metadata={
+        "help": "a candidate is checked on dev when its train reward is among the best k so far"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("prompt_length", "batch_size", "dev_top_k"):
+            check_positive(getattr(self, name), name)
+
+
+@dataclass
+class RandomSearchConfig(DiscreteSearchConfig):
+    """Options of :class:`RandomSearch`."""
+
+    vocab: str = field(default="words", metadata={
+        "help": "candidate vocabulary: 'words' (whole-word tokens) or 'full' (every token), as in the discrete env"})
+    max_vocab: int | None = field(default=4096, metadata={"help": "keep at most this many 'words' tokens"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.vocab not in ("words", "full"):
+            raise ConfigError(f"vocab {self.vocab!r} is not known; use 'words' or 'full'")
+
+
+@dataclass
+class LMPriorConfig(DiscreteSearchConfig):
+    """Options of :class:`LMPriorSampling`."""
+
+    context: str = field(default="{description}\n\n{example}", metadata={
+        "help": "what the LM reads before sampling; {description} and {example} (a random train input) "
+                "are filled in"})
+    description: str | None = field(default=None, metadata={
+        "help": "the task description (default: built from the task's class names)"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
+    top_k: int | None = field(default=None, metadata={"help": "sample among the k most likely tokens (default: all)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self.temperature, "temperature", integer=False)
+        check_positive(self.top_k, "top_k", allow_none=True)
+        try:
+            self.context.format(description="", example="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(
+                f"context {self.context!r} is not a valid template ({exc}); use only {{description}} and "
+                "{example} as fields (double other braces)"
+            ) from None
