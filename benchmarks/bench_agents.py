@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--agents", nargs="+", default=DISCRETE_AGENTS, help="agents to run (discrete)")
     parser.add_argument("--prompt-length", type=int, default=5)
     parser.add_argument("--reward", default="gap", help="training reward of every agent")
-    parser.add_argument("--examples-per-eval", type=int, default=16,
+    parser.add_argument("--examples-per-episode", type=int, default=16,
                         help="training examples per prompt evaluation of the RL agents (the baselines use all)")
     parser.add_argument("--test-examples", type=int, help="score on the first N test examples only (quick look)")
     parser.add_argument("--no-manual", action="store_true", help="skip the manual prompts")
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         chosen: dict[str, dict[str, Any]] = {}
         for name in args.agents:
             out = args.out / f"{name}-s{seed}" if args.out else None
-            agent = make_agent(name, engine, task, seed, args.prompt_length, args.reward, args.examples_per_episode, out)
+            agent = make_agent(name, engine, task, seed, args.prompt_length, args.reward,
+                               args.examples_per_episode, out)
             print(f"[seed {seed}] {name}: learning ({args.budget} prompt evaluations) ...", file=sys.stderr, flush=True)
             agent.learn(args.budget, progress=sys.stderr.isatty())
             s = agent.summary()

@@ -36,7 +36,7 @@ def main() -> None:
     lm = load_lm("smollm2-135m")
     engine = ScoringEngine(lm, task.verbalizers, task.template)
     config = GRPOAgentConfig(seed=args.seed, algorithm=args.algorithm, prompt_length=5, reward="gap",
-                             num_generations=8, prompts_per_step=2, examples_per_eval=16)
+                             num_generations=8, prompts_per_step=2, examples_per_episode=16)
     agent = GRPOAgent(engine, task, config, out_dir=args.out)
     agent.learn(args.budget, progress=True)
     summary = agent.write_outputs(test=True)  # prompt.json, prompt.policy/ (PEFT adapter), summary.json

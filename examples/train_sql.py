@@ -33,7 +33,7 @@ def main() -> None:
     task = load_task("sst-2", data_dir=DATA, seed=args.seed) if (DATA / "sst-2").is_dir() else load_task("demo")
     lm = load_lm("smollm2-135m")
     engine = ScoringEngine(lm, task.verbalizers, task.template)
-    config = SQLConfig(seed=args.seed, prompt_length=5, reward="gap", batch_size=16, examples_per_eval=16)
+    config = SQLConfig(seed=args.seed, prompt_length=5, reward="gap", batch_size=16, examples_per_episode=16)
     agent = SoftQLearning(engine, task, config, out_dir=args.out)
     agent.learn(args.budget, progress=True)
     summary = agent.write_outputs(test=True)  # prompt.json, prompt.policy.safetensors, summary.json

@@ -23,8 +23,8 @@ from rlprompt.errors import ConfigError
 DEFAULT_METHODS = "manual,random,lm-prior,ppo,sql,cma,soft-prompt"
 
 
-def add_run_args(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--out", type=Path, help="output folder (default: runs/compare-<task>)")
+def add_run_args(g: argparse._ArgumentGroup, default_out: str = "runs/compare-<task>") -> None:
+    g.add_argument("--out", type=Path, help=f"output folder (default: {default_out})")
     g.add_argument("--force", action="store_true",
                    help="if --out holds another comparison, move its files aside into previous-<time>/")
     g.add_argument("--test-examples", type=int, help="score selected prompts on the first N test examples only")

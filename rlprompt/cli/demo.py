@@ -24,7 +24,7 @@ def add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     g = p.add_argument_group("outputs")
-    add_run_args(g)
+    add_run_args(g, default_out="runs/demo-<task>")
 
 
 def run_demo(args: argparse.Namespace) -> int:
