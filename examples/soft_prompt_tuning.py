@@ -40,7 +40,8 @@ def main() -> None:
     engine = ScoringEngine(lm, task.verbalizers, task.template)
 
     # 1. gradient soft prompt tuning, PEFT's placement
-    config = SoftPromptConfig(prompt_length=5, placement="prefix", init="vocab", optimizer="adam", learning_rate=1e-2, seed=args.seed)
+    config = SoftPromptConfig(prompt_length=5, placement="prefix", init="vocab", optimizer="adam", learning_rate=1e-2,
+                              seed=args.seed)
     soft = SoftPromptTuning(engine, task, config, out_dir=args.out / "soft")
     soft.learn(args.budget, progress=True)
     soft_summary = soft.write_outputs(test=True)
