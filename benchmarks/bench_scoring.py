@@ -1,14 +1,20 @@
-"""Scoring throughput: the naive full-sequence method against the cached engine.
+"""Scoring throughput and dtype agreement: the engine against two baselines, side by side.
 
-Both score the same 5-token prompts on SST-2 seed-42 train (32 examples) with
-SmolLM2-135M, side by side in one run:
+All methods score the same 5-token prompts on SST-2 seed-42 train (32 examples) with
+SmolLM2-135M, in one run:
 
-- naive: format "input + prompt" as text for every (prompt, example), tokenise,
-  run the full sequence through the LM with full-vocabulary logits at every
-  position, and read the verbalizers at the last position (as RLPrompt does);
-- engine: :class:`rlprompt.lm.ScoringEngine` with each input's key/value cache
-  computed once (timed separately) and reused, so a prompt costs its own tokens;
-  also with ``normalize="classes"`` (only the verbalizer rows of the output head).
+- naive (float32): RLPrompt's way: format "input + prompt" as text for every (prompt,
+  example), run the full sequence with full-vocabulary logits at every position, read the
+  verbalizers at the last position;
+- careful (the engine's dtype): what a careful user writes with plain transformers: all
+  (prompt, example) pairs of a prompt batched, left padding, ``logits_to_keep=1`` (only the
+  last position through the head);
+- engine, in float32 and in the auto dtype (bfloat16 on a CPU with native bf16): each
+  input's key/value cache built once (timed apart) and reused, so a prompt costs its own tokens.
+
+Agreement: the rank correlation (Spearman) of RLPrompt's gap reward between the engine in
+bfloat16 and in float32 over the same prompts, and the share of prompts whose predicted
+class per example agrees.
 
 Run: ``python benchmarks/bench_scoring.py [--prompts 64] [--json out.json]``
 """
@@ -24,9 +30,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from rlprompt.lm import ScoringEngine, load_lm
+from rlprompt.rewards import get_reward
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsc16"
 
@@ -40,16 +48,15 @@ def read_sst2(data_dir: Path) -> tuple[list[str], list[int]]:
 def random_prompts(tokenizer, n: int, length: int, seed: int) -> list[str]:  # noqa: ANN001
     """n prompts of ``length`` whole-word tokens, as text."""
     rng = random.Random(seed)
-    vocab = [
+    vocab = sorted(
         i for tok, i in tokenizer.get_vocab().items()
         if tok.startswith("\u0120") and tok[1:].isalpha() and len(tok) > 3
-    ]
-    vocab.sort()
+    )
     return [tokenizer.decode(rng.sample(vocab, length)) for _ in range(n)]
 
 
 def naive_scores(lm, prompts: list[str], texts: list[str], verbalizers: list[str]) -> torch.Tensor:  # noqa: ANN001
-    """Full sequence per (prompt, example), one padded batch per prompt, full logits."""
+    """Full sequence per (prompt, example), one padded batch per prompt, full logits everywhere."""
     tok = lm.tokenizer
     tok.padding_side = "left"
     first_ids = torch.tensor([tok(v, add_special_tokens=False).input_ids[0] for v in verbalizers])
@@ -62,76 +69,115 @@ def naive_scores(lm, prompts: list[str], texts: list[str], verbalizers: list[str
     return torch.stack(out)
 
 
+def careful_scores(lm, prompts: list[str], texts: list[str], verbalizers: list[str],  # noqa: ANN001
+                   prompts_per_batch: int = 4) -> torch.Tensor:
+    """Plain transformers done carefully: batches of several prompts x all examples, left
+    padding, and only the last position through the output head (``logits_to_keep=1``)."""
+    tok = lm.tokenizer
+    tok.padding_side = "left"
+    first_ids = torch.tensor([tok(v, add_special_tokens=False).input_ids[0] for v in verbalizers])
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(prompts), prompts_per_batch):
+            group = prompts[i : i + prompts_per_batch]
+            batch = tok([f"{t}{p}" for p in group for t in texts], return_tensors="pt", padding=True).to(lm.device)
+            logits = lm.model(**batch, logits_to_keep=1).logits[:, -1].float()  # [G*E, V]
+            out.append(torch.log_softmax(logits, -1)[:, first_ids].view(len(group), len(texts), -1))
+    return torch.cat(out)
+
+
+def timed(fn, *args) -> tuple[float, object]:  # noqa: ANN001
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, result
+
+
+def engine_run(lm, prompts: list[str], texts: list[str], verbalizers: list[str]) -> dict[str, object]:  # noqa: ANN001
+    """Engine timings: the cache build, the prompts on a warm cache, and both together."""
+    engine = ScoringEngine(lm, verbalizers)
+    engine.score(prompts[:1], texts[:2], use_cache=False)  # warm-up (allocator, kernels)
+    t_cold, _ = timed(engine.score, prompts[:1], texts)  # builds every input's cache
+    before = engine.counters.copy()
+    t_warm, scores = timed(engine.score, prompts, texts)
+    spent = engine.counters - before
+    return {"engine": engine, "cache_s": t_cold, "warm_s": t_warm, "scores": scores,
+            "tokens_per_eval": spent.forward_tokens / len(prompts)}
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--prompts", type=int, default=64, help="prompts scored by each method")
+    parser.add_argument("--naive-prompts", type=int, default=16, help="prompts for the slow naive method")
     parser.add_argument("--prompt-length", type=int, default=5)
+    parser.add_argument("--dtype", default="auto", help="the engine's reduced dtype (auto: bfloat16 here)")
     parser.add_argument("--json", type=Path, help="also write the figures as a flat JSON object")
     args = parser.parse_args(argv)
 
-    lm = load_lm(args.model)
+    lm32 = load_lm(args.model, dtype="float32")
+    lm_auto = load_lm(args.model, dtype=args.dtype)
     texts, labels = read_sst2(args.data_dir)
     verbalizers = [" terrible", " great"]
-    prompts = random_prompts(lm.tokenizer, args.prompts, args.prompt_length, seed=0)
-    engine = ScoringEngine(lm, verbalizers)
-    engine.score(prompts[:1], texts[:2], use_cache=False)  # warm-up (allocator, kernels)
+    prompts = random_prompts(lm32.tokenizer, args.prompts, args.prompt_length, seed=0)
+    naive_prompts = prompts[: args.naive_prompts]
 
-    start = time.perf_counter()
-    naive = naive_scores(lm, prompts, texts, verbalizers)
-    t_naive = time.perf_counter() - start
-    rss_naive = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    naive_scores(lm32, naive_prompts[:1], texts[:2], verbalizers)  # warm-up
+    t_naive, naive = timed(naive_scores, lm32, naive_prompts, texts, verbalizers)
+    careful_scores(lm_auto, prompts[:1], texts[:2], verbalizers)
+    t_careful, _ = timed(careful_scores, lm_auto, prompts, texts, verbalizers)
+    e32 = engine_run(lm32, prompts, texts, verbalizers)
+    eauto = engine_run(lm_auto, prompts, texts, verbalizers)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    start = time.perf_counter()
-    engine.score(prompts[:1], texts)  # builds the input cache
-    t_cache = time.perf_counter() - start
-    before = engine.counters.copy()
-    start = time.perf_counter()
-    fast = engine.score(prompts, texts)
-    t_engine = time.perf_counter() - start
-    spent = engine.counters - before
-    rss_total = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-    # The same engine reading only the verbalizer rows of the output head.
-    classes_engine = ScoringEngine(lm, verbalizers, normalize="classes")
-    classes_engine.score(prompts[:1], texts)
-    start = time.perf_counter()
-    classes_engine.score(prompts, texts)
-    t_classes = time.perf_counter() - start
-
-    same_choice = float((naive.argmax(-1) == fast.argmax(-1)).float().mean())
-    n_tokens_naive = sum(len(lm.tokenizer(f"{t}{p}").input_ids) for p in prompts for t in texts)
-    figures = {
-        "prompts": len(prompts),
-        "examples": len(texts),
-        "naive_evals_per_s": len(prompts) / t_naive,
-        "engine_evals_per_s": len(prompts) / t_engine,
-        "speedup": t_naive / t_engine,
-        "engine_classes_evals_per_s": len(prompts) / t_classes,
-        "speedup_classes": t_naive / t_classes,
-        "engine_cache_build_s": t_cache,
-        "naive_tokens_per_eval": n_tokens_naive / len(prompts),
-        "engine_tokens_per_eval": spent.forward_tokens / len(prompts),
-        "max_abs_diff": float((naive - fast).abs().max()),
-        "same_argmax_fraction": same_choice,
-        "peak_rss_after_naive_mib": rss_naive,
-        "peak_rss_after_engine_mib": rss_total,
-        "threads": torch.get_num_threads(),
+    gap = get_reward("gap")
+    y = torch.tensor(labels)
+    gap32 = gap(e32["scores"].float(), y).rewards.numpy()  # type: ignore[union-attr]
+    gapauto = gap(eauto["scores"].float(), y).rewards.numpy()  # type: ignore[union-attr]
+    same_class = float((e32["scores"].argmax(-1) == eauto["scores"].argmax(-1)).float().mean())  # type: ignore[union-attr]
+    n = len(prompts)
+    rate = {
+        "naive_fp32": len(naive_prompts) / t_naive,
+        f"careful_{lm_auto.dtype}".replace("torch.", ""): n / t_careful,
+        "engine_fp32": n / float(e32["warm_s"]),
+        f"engine_{lm_auto.dtype}".replace("torch.", ""): n / float(eauto["warm_s"]),
     }
-    print(f"Scoring {len(prompts)} prompts x {len(texts)} examples, {args.model}, "
-          f"{args.prompt_length}-token prompts, {lm.device}, {torch.get_num_threads()} threads")
-    print(f"{'method':<8} {'evals/s':>9} {'LM tokens/eval':>15} {'peak RSS MiB':>13}")
-    print(f"{'naive':<8} {figures['naive_evals_per_s']:>9.2f} {figures['naive_tokens_per_eval']:>15.0f} "
-          f"{rss_naive:>13.0f}")
-    print(f"{'engine':<8} {figures['engine_evals_per_s']:>9.2f} {figures['engine_tokens_per_eval']:>15.0f} "
-          f"{rss_total:>13.0f}")
-    print(f"{'engine, normalize=classes':<8} {figures['engine_classes_evals_per_s']:>9.2f}")
-    print(f"speedup engine/naive: {figures['speedup']:.1f}x (normalize=classes: {figures['speedup_classes']:.1f}x); "
-          f"input cache built once in {t_cache:.2f} s")
-    print(f"max |naive - engine| log-prob: {figures['max_abs_diff']:.2e}; same predicted class: "
-          f"{same_choice:.3f}")
+    auto = str(lm_auto.dtype).replace("torch.", "")
+    figures: dict[str, float] = {
+        "prompts": n, "examples": len(texts), "threads": torch.get_num_threads(),
+        **{f"{k}_evals_per_s": v for k, v in rate.items()},
+        f"engine_{auto}_with_cache_build_evals_per_s": n / (float(eauto["warm_s"]) + float(eauto["cache_s"])),
+        "speedup_engine_auto_vs_naive_fp32": rate[f"engine_{auto}"] / rate["naive_fp32"],
+        "speedup_engine_auto_vs_careful_same_dtype": rate[f"engine_{auto}"] / rate[f"careful_{auto}"],
+        "speedup_engine_auto_vs_engine_fp32": rate[f"engine_{auto}"] / rate["engine_fp32"],
+        "engine_cache_build_s_fp32": float(e32["cache_s"]),
+        f"engine_cache_build_s_{auto}": float(eauto["cache_s"]),
+        "engine_tokens_per_eval": float(eauto["tokens_per_eval"]),
+        "max_abs_diff_naive_vs_engine_fp32": float((naive - e32["scores"][: len(naive_prompts)]).abs().max()),  # type: ignore[index]
+        f"gap_spearman_{auto}_vs_fp32": spearman(gapauto, gap32),
+        f"same_predicted_class_{auto}_vs_fp32": same_class,
+        "peak_rss_mib": rss,
+    }
+    print(f"Scoring {n} prompts x {len(texts)} examples (naive: {len(naive_prompts)} prompts), {args.model}, "
+          f"{args.prompt_length}-token prompts, CPU, {torch.get_num_threads()} threads")
+    print(f"{'method':<24} {'evals/s':>9} {'vs naive':>9}")
+    for name, value in rate.items():
+        print(f"{name:<24} {value:>9.2f} {value / rate['naive_fp32']:>8.1f}x")
+    print(f"engine {auto} incl. cache build: {figures[f'engine_{auto}_with_cache_build_evals_per_s']:.2f} evals/s "
+          f"(cache {figures[f'engine_cache_build_s_{auto}']:.2f} s); {figures['engine_tokens_per_eval']:.0f} "
+          "LM tokens per evaluation")
+    print(f"engine {auto} / careful {auto}: {figures['speedup_engine_auto_vs_careful_same_dtype']:.1f}x; "
+          f"engine {auto} / engine fp32: {figures['speedup_engine_auto_vs_engine_fp32']:.2f}x")
+    print(f"agreement: gap-reward Spearman {auto} vs fp32 {figures[f'gap_spearman_{auto}_vs_fp32']:.4f}; same "
+          f"predicted class {same_class:.3f}; max |naive - engine fp32| "
+          f"{figures['max_abs_diff_naive_vs_engine_fp32']:.1e}; peak RSS {rss:.0f} MiB")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return figures
 

@@ -36,7 +36,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default="smollm2-135m",
                    help="'smollm2-135m' (embedded), a Hugging Face id, a model folder or a .gguf file")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    g.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16")
+    g.add_argument("--dtype", default="auto",
+                   help="auto (bfloat16 on CUDA and on CPUs with native bf16, else float32), float32, bfloat16")
     g.add_argument("--reward-timeout", type=float, metavar="SECONDS",
                    help="stop with an error when one call of a custom reward (pkg.module:fn) takes longer")
 

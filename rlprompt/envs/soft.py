@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -14,13 +13,13 @@ from gymnasium import spaces
 from rlprompt.envs.core import ObsMode, PromptEpisodes, RewardMode, check_env_options, resolve_engine, resolve_task
 from rlprompt.envs.errors import InvalidActionError
 from rlprompt.errors import ConfigError
+from rlprompt.lm.embeddings import nearest_tokens, random_projection
+from rlprompt.lm.template import Placement
 from rlprompt.rewards import Reward, RewardFn
 
 if TYPE_CHECKING:
     from rlprompt.lm import FrozenLM, PromptState, ScoringEngine
     from rlprompt.tasks import Task
-
-Placement = Literal["suffix", "prefix"]
 
 
 class SoftActionMap:
@@ -56,9 +55,9 @@ class SoftActionMap:
         self.projection: torch.Tensor | None = None
         self.dim = self.hidden_size
         if intrinsic_dim is not None:
-            gen = torch.Generator().manual_seed(int(seed))
             d = int(intrinsic_dim)
-            self.projection = (torch.randn(self.hidden_size, d, generator=gen) / math.sqrt(d)).to(table.device)
+            gen = torch.Generator().manual_seed(int(seed))
+            self.projection = random_projection(self.hidden_size, d, gen, table.device)
             self.dim = d
 
     def __call__(self, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -163,7 +162,7 @@ class SoftPromptEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         action_scale: float = 2.0,
         projection_seed: int = 0,
         one_step: bool = False,
-        placement: Placement = "suffix",
+        placement: Placement | str = Placement.SUFFIX,
         reward: str | RewardFn | Reward = "accuracy",
         reward_mode: RewardMode = "final",
         examples_per_episode: int | None = None,
@@ -176,8 +175,7 @@ class SoftPromptEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     ) -> None:
         super().__init__()
         check_env_options(render_mode, self.metadata["render_modes"], obs)
-        if placement not in ("suffix", "prefix"):
-            raise ConfigError(f"placement {placement!r} is not known; use 'suffix' or 'prefix'")
+        placement = Placement.parse(placement)
         self.render_mode = render_mode
         self.task = resolve_task(task, task_kwargs)
         self.engine = resolve_engine(engine, model, self.task, device)
@@ -243,13 +241,11 @@ class SoftPromptEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     def nearest_tokens(self) -> list[str]:
         """For reading a soft prompt: the vocabulary token nearest (cosine) to each soft token."""
-        table = self.engine.lm.input_embeddings().weight
-        soft = self.soft_prompt.to(table.dtype)
+        soft = self.soft_prompt
         if soft.shape[0] == 0:
             return []
-        with torch.no_grad():
-            sims = torch.nn.functional.normalize(soft, dim=-1) @ torch.nn.functional.normalize(table, dim=-1).T
-        return [self.engine.decode([int(i)]) for i in sims.argmax(-1)]
+        ids = nearest_tokens(soft, self.engine.lm.input_embeddings().weight, "cosine")
+        return [self.engine.decode([int(i)]) for i in ids]
 
     def _obs(self) -> dict[str, np.ndarray]:
         return {key: value[0] for key, value in self.episodes.observation().items()}
@@ -271,17 +267,18 @@ class SoftEpisodes(PromptEpisodes):
     """
 
     def __init__(self, engine: ScoringEngine, task: Task, reward: str | RewardFn | Reward, *,
-                 action_map: SoftActionMap, one_step: bool, placement: Placement, **kwargs: Any) -> None:
+                 action_map: SoftActionMap, one_step: bool, placement: Placement | str,
+                 **kwargs: Any) -> None:
         self.action_map = action_map
         self.one_step = bool(one_step)
-        self.placement = placement
+        self.placement = Placement.parse(placement)
         super().__init__(engine, task, reward, steps=1 if one_step else None, **kwargs)
 
     def _can_extend(self) -> bool:
-        return self.engine.cacheable and self.placement == "suffix" and not self.one_step
+        return self.engine.cacheable and self.placement is Placement.SUFFIX and not self.one_step
 
     def _uses_input_cache(self) -> bool:
-        return self.engine.cacheable and self.placement == "suffix"
+        return self.engine.cacheable and self.placement is Placement.SUFFIX
 
     @property
     def action_dim(self) -> int:

@@ -12,26 +12,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
-from weakref import WeakKeyDictionary
 
 import numpy as np
 
 from rlprompt.errors import ConfigError
+from rlprompt.lm.embeddings import real_token_ids
+from rlprompt.lm.vocabulary import token_texts
 
 VocabSpec = str | Sequence[str | int]
 """``"words"``, ``"full"``, or a list of single-token words / token ids."""
-
-_DECODED: WeakKeyDictionary[Any, list[str]] = WeakKeyDictionary()
-
-
-def _decoded(tokenizer: Any, size: int) -> list[str]:
-    """The text of every token id below ``size`` (decoded once per tokenizer)."""
-    texts = _DECODED.get(tokenizer)
-    if texts is None or len(texts) != size:
-        texts = tokenizer.batch_decode([[i] for i in range(size)])
-        _DECODED[tokenizer] = texts
-    return texts
-
 
 def is_word(text: str) -> bool:
     """A whole-word token: a leading space, then at least two ASCII letters (``" great"``)."""
@@ -53,16 +42,15 @@ def candidate_vocab(tokenizer: Any, n_embeddings: int, spec: VocabSpec = "words"
         range, a repeated entry, or an empty result.
     """
     size = min(len(tokenizer), n_embeddings)
-    special = set(tokenizer.all_special_ids)
     if isinstance(spec, str):
         if spec == "words":
             if max_vocab is not None and max_vocab < 1:
                 raise ConfigError(f"max_vocab must be a positive number of tokens or None, got {max_vocab}")
-            texts = _decoded(tokenizer, size)
-            ids = [i for i, t in enumerate(texts) if i not in special and is_word(t)]
+            special = set(tokenizer.all_special_ids)
+            ids = [i for i, t in enumerate(token_texts(tokenizer, size)) if i not in special and is_word(t)]
             ids = ids[:max_vocab] if max_vocab is not None else ids
         elif spec == "full":
-            ids = [i for i in range(size) if i not in special]
+            ids = real_token_ids(tokenizer, n_embeddings).tolist()
         else:
             raise ConfigError(f"vocab {spec!r} is not known; use 'words', 'full' or a list of words/token ids")
     else:

@@ -1,9 +1,11 @@
-"""Soft prompts in and out of the vocabulary: initial embeddings, and the nearest tokens
-of a learned soft prompt (a readable approximation of it)."""
+"""Soft prompts in and out of the vocabulary: initial embeddings, the fixed random
+projection a low-dimensional search acts through, and the nearest tokens of a learned
+soft prompt (a readable approximation of it)."""
 
 from __future__ import annotations
 
 import enum
+import math
 from typing import Any
 
 import torch
@@ -46,6 +48,16 @@ def nearest_tokens(embeds: torch.Tensor, table: torch.Tensor, metric: Metric | s
         else:
             sim = -torch.cdist(x, rows)
         return ids[sim.argmax(-1)].cpu()
+
+
+def random_projection(rows: int, dim: int, generator: torch.Generator,
+                      device: torch.device | str | None = None) -> torch.Tensor:
+    """A fixed Gaussian matrix [rows, dim] with entries N(0, 1/dim), drawn on the CPU from ``generator``.
+
+    Black-box tuning (Sun et al., 2022) searches ``z`` [dim] and writes ``A z`` [rows]: with
+    entries of variance 1/dim, ``A z`` has about the spread of ``z`` per coordinate.
+    """
+    return (torch.randn(rows, dim, generator=generator) / math.sqrt(dim)).to(device)
 
 
 def sample_vocab_embeddings(table: torch.Tensor, n_tokens: int, allowed: torch.Tensor,

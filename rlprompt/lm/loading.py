@@ -100,21 +100,51 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bfloat16 natively (x86 ``avx512_bf16`` or AMX), read from the
+    CPU's own flags (``/proc/cpuinfo``), not guessed. ``RLPROMPT_CPU_BF16=0`` or ``1`` overrides it."""
+    override = os.environ.get("RLPROMPT_CPU_BF16")
+    if override in ("0", "1"):
+        return override == "1"
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:  # not Linux: no reliable flag to read, keep float32
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return False
+
+
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """``"auto"``: float32 on CPU, bfloat16 on CUDA (where supported)."""
+    """``"auto"``: bfloat16 on CUDA (where supported) and on a CPU with native bf16
+    (:func:`cpu_has_native_bf16`), float32 elsewhere; or a dtype name.
+
+    :raises ConfigError: an unknown name, or float16 on a CPU (slow and not supported by every
+        CPU kernel: use bfloat16 or float32 there).
+    """
     import torch
 
     if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-    if dtype not in names:
-        raise ConfigError(f"dtype {dtype!r} is not known; use one of auto, {', '.join(names)}")
-    return names[dtype]
+        resolved = dtype
+    elif dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else torch.float32
+    else:
+        names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                 "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+        if dtype not in names:
+            raise ConfigError(f"dtype {dtype!r} is not known; use one of auto, {', '.join(names)}")
+        resolved = names[dtype]
+    if resolved not in (torch.float32, torch.bfloat16, torch.float16):
+        raise ConfigError(f"dtype {resolved} is not a floating-point dtype the engine runs; use auto, float32 "
+                          "or bfloat16")
+    if resolved == torch.float16 and device.type == "cpu":
+        raise ConfigError("float16 is not supported on the CPU (slow, and some CPU kernels lack it); "
+                          "use --dtype bfloat16 or float32 (auto picks bfloat16 where the CPU has it)")
+    return resolved
 
 
 _LOADED: dict[tuple[str, str, str], FrozenLM] = {}
@@ -134,7 +164,7 @@ def load_lm(
     :param name_or_path: ``"smollm2-135m"`` (the embedded default), a Hugging Face
         model id, a local model folder, or a path to a ``.gguf`` file.
     :param device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-    :param dtype: ``"auto"`` (float32 on CPU, bfloat16 on CUDA) or a dtype name.
+    :param dtype: ``"auto"`` (bfloat16 on CUDA and on CPUs with native bf16, else float32) or a dtype name.
     :param kind: force ``"causal"`` or ``"masked"``; by default read from the config.
     :param reuse: return the already loaded instance for the same arguments, so
         environments and agents in one process share one copy of the weights.

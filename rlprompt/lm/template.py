@@ -34,6 +34,16 @@ class Placement(str, enum.Enum):
     SUFFIX = "suffix"
     PREFIX = "prefix"
 
+    @classmethod
+    def parse(cls, value: Placement | str) -> Placement:
+        """The placement named by ``value`` (a :class:`Placement` or its string).
+
+        :raises ConfigError: any other value.
+        """
+        try:
+            return cls(value)
+        except ValueError:
+            raise ConfigError(f"placement {value!r} is not known; use 'suffix' or 'prefix'") from None
 
 
 def _split_trailing_ws(text: str) -> tuple[str, str]:

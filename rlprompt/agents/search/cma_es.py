@@ -18,7 +18,6 @@ not told to CMA-ES).
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,7 +28,7 @@ from rlprompt.agents.core.kinds import SoftAgent
 from rlprompt.agents.core.tracking import TopKGate
 from rlprompt.agents.search.config import CMAESConfig
 from rlprompt.agents.search.discrete import train_room
-from rlprompt.lm.embeddings import sample_vocab_embeddings
+from rlprompt.lm.embeddings import random_projection, sample_vocab_embeddings
 
 
 class CMAES(SoftAgent):
@@ -90,7 +89,7 @@ class CMAES(SoftAgent):
         p0 = sample_vocab_embeddings(table, cfg.prompt_length, self._real_ids, gen).to(device)
         std = table[self._real_ids.to(table.device)].float().std(0).to(device)  # [H]
         dim = cfg.prompt_length * self.hidden_size
-        proj = (torch.randn(dim, cfg.intrinsic_dim, generator=gen) / math.sqrt(cfg.intrinsic_dim)).to(device)
+        proj = random_projection(dim, cfg.intrinsic_dim, gen, device)  # [T*H, d]
 
         def to_prompts(zs: np.ndarray) -> torch.Tensor:
             z = torch.as_tensor(np.asarray(zs), dtype=torch.float32, device=device)  # [N, d]

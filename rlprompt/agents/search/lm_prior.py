@@ -13,7 +13,6 @@ charged to the budget's forward tokens (and so appear in the summary's LM tokens
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -24,6 +23,8 @@ from rlprompt.agents.core.config import AgentConfig
 from rlprompt.agents.search.config import LMPriorConfig
 from rlprompt.agents.search.discrete import DiscreteSearch
 from rlprompt.errors import ConfigError
+from rlprompt.lm.sampling import banned_mask, sample_tokens
+from rlprompt.lm.vocabulary import token_texts
 
 if TYPE_CHECKING:
     from rlprompt.lm import ScoringEngine
@@ -89,10 +90,9 @@ def default_description(task: Task) -> str:
 
 def banned_tokens(tokenizer: Any, vocab_size: int) -> torch.Tensor:
     """Token ids a sampled prompt may not contain: special tokens, line breaks, ids past the tokenizer."""
-    size = min(len(tokenizer), vocab_size)
-    texts = tokenizer.batch_decode([[i] for i in range(size)])
+    texts = token_texts(tokenizer, min(len(tokenizer), vocab_size))
     bad = set(tokenizer.all_special_ids) | {i for i, t in enumerate(texts) if "\n" in t or not t}
-    bad |= set(range(size, vocab_size))
+    bad |= set(range(len(texts), vocab_size))
     return torch.tensor(sorted(bad), dtype=torch.long)
 
 
@@ -100,7 +100,7 @@ def banned_tokens(tokenizer: Any, vocab_size: int) -> torch.Tensor:
 def sample_continuations(lm: Any, contexts: list[str], length: int, generator: torch.Generator, *,
                          temperature: float = 1.0, top_k: int | None = None,
                          banned: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, int]]:
-    """Sample ``length`` tokens after each context from a causal LM (one batch, key/value cache).
+    """Sample ``length`` tokens after each context from a causal LM (see :func:`~rlprompt.lm.sampling.sample_tokens`).
 
     :param lm: a :class:`~rlprompt.lm.FrozenLM`.
     :param contexts: N context texts (tokenised with the tokenizer's special tokens).
@@ -111,38 +111,9 @@ def sample_continuations(lm: Any, contexts: list[str], length: int, generator: t
     :param banned: token ids never sampled.
     :returns: token ids [N, length] (CPU) and the cost ``{"forward_tokens", "forward_calls"}``.
     """
-    model, tok, device = lm.model, lm.tokenizer, lm.device
-    seqs = [tok(c).input_ids for c in contexts]
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):  # left padding: every row ends at its last context token
-        ids[i, width - len(s) :] = torch.tensor(s)
-        mask[i, width - len(s) :] = 1
-    ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    # transformers >= 5 names the cache argument "cache"; older versions "past_key_values".
-    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-    cost = {"forward_tokens": int(ids.numel()), "forward_calls": 1}
-    sampled = []
-    for step in range(length):
-        logits = out.logits[:, -1].float() / temperature
-        if banned is not None and banned.numel():
-            logits[:, banned.to(device)] = float("-inf")
-        if top_k is not None and top_k < logits.shape[-1]:
-            kth = logits.topk(top_k, dim=-1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = torch.softmax(logits, -1).cpu()
-        nxt = torch.multinomial(probs, 1, generator=generator).to(device)  # [N, 1]
-        sampled.append(nxt)
-        if step + 1 < length:
-            mask = torch.cat([mask, mask.new_ones(len(seqs), 1)], 1)
-            positions = positions[:, -1:] + 1
-            past = getattr(out, cache_kw, None)
-            past = out.past_key_values if past is None else past
-            out = model(input_ids=nxt, attention_mask=mask, position_ids=positions, use_cache=True,
-                        **{cache_kw: past})
-            cost["forward_tokens"] += len(seqs)
-            cost["forward_calls"] += 1
-    return torch.cat(sampled, 1).cpu(), cost
+    allowed = None
+    if banned is not None and banned.numel():
+        allowed = banned_mask(banned, int(lm.model.get_output_embeddings().weight.shape[0]))
+    out = sample_tokens(lm, contexts, length, generator=generator, allowed=allowed, temperature=temperature,
+                        top_k=top_k)
+    return out.tokens, out.cost

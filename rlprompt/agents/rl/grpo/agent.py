@@ -67,6 +67,7 @@ from rlprompt.agents.core.kinds import DiscreteAgent
 from rlprompt.agents.core.tracking import TopKGate
 from rlprompt.agents.rl.grpo.config import Algorithm, GRPOAgentConfig, RLOOAgentConfig
 from rlprompt.errors import ConfigError, DataError
+from rlprompt.lm.vocabulary import token_texts
 
 __all__ = ["Algorithm", "GRPOAgent", "GRPOAgentConfig", "RLOOAgent", "RLOOAgentConfig"]
 
@@ -110,9 +111,7 @@ def shared_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 def line_break_ids(tokenizer: Any, vocab_size: int) -> list[int]:
     """Token ids whose text holds a line break (a written prompt ends there)."""
-    size = min(len(tokenizer), vocab_size)
-    texts = tokenizer.batch_decode([[i] for i in range(size)])
-    return [i for i, t in enumerate(texts) if "\n" in t]
+    return [i for i, t in enumerate(token_texts(tokenizer, min(len(tokenizer), vocab_size))) if "\n" in t]
 
 
 class _Callback:

@@ -55,7 +55,6 @@ With ``out_dir``: ``curve.csv`` (dev evaluations) and ``logs/progress.csv`` (per
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import math
 from dataclasses import dataclass, field
@@ -71,6 +70,7 @@ from rlprompt.agents.core.kinds import DiscreteAgent
 from rlprompt.agents.core.tracking import TopKGate
 from rlprompt.agents.rl.sql.config import Reference, RewardNorm, SQLConfig, SQLLoss
 from rlprompt.errors import ConfigError, DataError
+from rlprompt.lm.sampling import sample_tokens
 from rlprompt.rewards.normalize import RunningStats, batch_zscore
 
 __all__ = ["QNetwork", "Reference", "Replay", "RewardNorm", "SQLConfig", "SQLLoss", "SoftQLearning"]
@@ -103,7 +103,7 @@ class QNetwork(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """Q-values [B, V] of LM hidden states [B, H]."""
         w = self._head[0]
-        return self.mlp(h.to(w.dtype)).float() @ w.float().T
+        return (self.mlp(h.float()).to(w.dtype) @ w.T).float()  # float32 MLP, the head in the LM dtype
 
 
 @dataclass
@@ -162,7 +162,6 @@ class SoftQLearning(DiscreteAgent):
                               f"{engine.lm.name!r} is a masked LM")
         cfg = self.config
         model = engine.model
-        self.decoder = model.get_decoder()
         self.head_weight = model.get_output_embeddings().weight  # [V, H], shared with the LM
         vocab_size = int(self.head_weight.shape[0])
         banned = torch.zeros(vocab_size, dtype=torch.bool)
@@ -175,7 +174,6 @@ class SoftQLearning(DiscreteAgent):
             banned[allowed] = False
         self.banned = banned.to(engine.device)
         self.description = cfg.description or default_description(task)
-        self._cache_kw = "cache" if "cache" in inspect.signature(self.decoder.forward).parameters else "past_key_values"
         # -- seeding: every random draw of the agent comes from these ------------------------------
         self.rng = np.random.default_rng(cfg.seed)
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -231,46 +229,18 @@ class SoftQLearning(DiscreteAgent):
         :returns: token ids (lists), the LM's hidden state before each token [n, T, H]
             (float32, CPU) and the token ids as a tensor [n, T].
         """
-        lm, cfg = self.engine.lm, self.config
-        tok = lm.tokenizer
-        seqs = [tok(c).input_ids for c in self._contexts(n)]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((n, width), tok.pad_token_id if tok.pad_token_id is not None else 0, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for i, s in enumerate(seqs):  # left padding: every row ends at its last context token
-            ids[i, width - len(s):] = torch.tensor(s)
-            mask[i, width - len(s):] = 1
-        ids, mask = ids.to(lm.device), mask.to(lm.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.decoder(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
-        cost = {"forward_tokens": int(ids.numel()), "forward_calls": 1}
-        hidden, actions = [], []
-        for step in range(cfg.prompt_length):
-            h = out.last_hidden_state[:, -1].float()
-            hidden.append(h.cpu())
-            logits, _ = self.policy_logits(h)
-            if greedy:
-                nxt = logits.argmax(-1, keepdim=True)
-            else:
-                if cfg.top_k is not None and cfg.top_k < logits.shape[-1]:
-                    kth = logits.topk(cfg.top_k, dim=-1).values[:, -1:]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                probs = torch.softmax(logits, -1).cpu()
-                nxt = torch.multinomial(probs, 1, generator=self.generator).to(lm.device)
-            actions.append(nxt)
-            if step + 1 < cfg.prompt_length:
-                mask = torch.cat([mask, mask.new_ones(n, 1)], 1)
-                positions = positions[:, -1:] + 1
-                past = getattr(out, self._cache_kw, None)
-                past = getattr(out, "past_key_values", None) if past is None else past
-                out = self.decoder(input_ids=nxt, attention_mask=mask, position_ids=positions, use_cache=True,
-                                   **{self._cache_kw: past})
-                cost["forward_tokens"] += n
-                cost["forward_calls"] += 1
+        cfg = self.config
+        prior = cfg.reference is Reference.PRIOR
+
+        def policy(lm_logits: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+            # log pi = log ref + Q / alpha; the prior reference is the LM's own (allowed) distribution.
+            return self.policy_logits(h, ref=torch.log_softmax(lm_logits, -1) if prior else None)[0]
+
+        out = sample_tokens(self.engine.lm, self._contexts(n), cfg.prompt_length, generator=self.generator,
+                            adjust=policy, allowed=~self.banned, top_k=cfg.top_k, greedy=greedy, keep_hidden=True)
         if self.budget is not None:
-            self.budget.charge(**cost)
-        acts = torch.cat(actions, 1).cpu()
-        return acts.tolist(), torch.stack(hidden, 1), acts
+            self.budget.charge(**out.cost)
+        return out.tokens.tolist(), out.hidden, out.tokens
 
     # -- the loss ---------------------------------------------------------------------------
 
