@@ -8,47 +8,28 @@ import shutil
 
 import pytest
 import torch
+from conftest import assert_accuracy, assert_run_reports_its_prompt, build_tiny_causal, word_sentiment_task
 
 from rlprompt.agents import Budget, SoftPromptConfig, SoftPromptTuning, get_agent_class
 from rlprompt.agents.gradient.peft_format import export_peft, load_soft_prompt
 from rlprompt.errors import ConfigError, DataError
 from rlprompt.lm import ScoringEngine
-from rlprompt.tasks import Example, Task
+from rlprompt.tasks import Task, load_task
 
 TOL = 1e-4
-POS, NEG = ["great", "wonderful", "good", "loved"], ["terrible", "boring", "bad", "hated"]
-
-
-def synthetic_task(n: int = 32) -> Task:
-    """Binary sentiment where one word decides the class."""
-    def split(offset: int, size: int) -> list[Example]:
-        return [Example(f"it was {(POS if i % 2 else NEG)[(i // 2 + offset) % 4]} .", i % 2) for i in range(size)]
-
-    return Task(name="synthetic", verbalizers=[" terrible", " great"], train=split(0, n), dev=split(1, n),
-                test=split(2, 2 * n))
 
 
 @pytest.fixture(scope="module")
 def sharp_lm():
     """A tiny random Llama with larger weights (init 0.3): its outputs depend on the input
     strongly enough that a soft prompt can learn the synthetic task."""
-    from conftest import build_tokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from rlprompt.lm.loading import FrozenLM
-
-    tok = build_tokenizer()
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      pad_token_id=tok.pad_token_id, tie_word_embeddings=True, initializer_range=0.3)
-    model = LlamaForCausalLM(cfg).eval().requires_grad_(False)
-    return FrozenLM(model=model, tokenizer=tok, kind="causal", name="tiny-sharp")
+    return build_tiny_causal(initializer_range=0.3, name="tiny-sharp")
 
 
 @pytest.fixture()
 def task() -> Task:
-    return synthetic_task()
+    """Binary sentiment where one word decides the class (32 train, 32 dev, 64 test)."""
+    return word_sentiment_task(32)
 
 
 def engine_for(lm, task: Task) -> ScoringEngine:
@@ -59,7 +40,6 @@ def engine_for(lm, task: Task) -> ScoringEngine:
 
 
 def test_peft_loads_the_export_and_matches_prefix_scores(tmp_path, task):
-    from conftest import build_tiny_causal
     from peft import PeftModel
 
     lm = build_tiny_causal()  # a fresh copy: PEFT wraps it
@@ -101,7 +81,8 @@ def test_save_load_and_projection(tmp_path, tiny_lm, task):
     assert again.tracker.best.dev_accuracy == pytest.approx(agent.tracker.best.dev_accuracy)
     proj = agent.project(metric="l2", splits=("dev",))
     assert len(proj["tokens"]) == 3 and proj["text"] == eng.decode(proj["tokens"])
-    assert 0 <= proj["dev_accuracy"] <= 1
+    # the projected tokens' dev accuracy is theirs, scored as a discrete prompt at the template's slot
+    assert_accuracy(proj["dev_accuracy"], eng, task, proj["tokens"], "dev")
     assert proj["dev_soft_accuracy"] == pytest.approx(agent.tracker.best.dev_accuracy)
     # a soft prompt made of real token embeddings projects back onto those tokens
     table = tiny_lm.input_embeddings().weight
@@ -128,7 +109,7 @@ def test_learns_the_synthetic_task(sharp_lm, task, placement):
 def test_adafactor_and_gap_loss_run(sharp_lm, task):
     eng = engine_for(sharp_lm, task)
     cfg = SoftPromptConfig(optimizer="adafactor", loss="gap", init="verbalizers", eval_every=2)
-    assert cfg.learning_rate == 0.3
+    assert cfg.learning_rate is None and cfg.effective_learning_rate == 0.3
     agent = SoftPromptTuning(eng, task, cfg)
     agent.learn(40, progress=False)
     assert agent.status == "completed" and agent.tracker.best.dev_accuracy > 0.5
@@ -287,12 +268,20 @@ def test_tune_end_to_end_on_sst2(smollm, fsc16, tmp_path, capsys):
                               "--placement", "suffix", "--no-progress"])
     with pytest.warns(UserWarning, match="placement='suffix'"):
         assert run_tune(args) == 0
-    summary = json.loads((out / "summary.json").read_text())
+    sst2 = load_task("sst-2", data_dir=data, seed=42)
+    assert len(sst2.test) == 20
+    # the dev and test accuracies in summary.json are the saved soft prompt's (recomputed on SmolLM2)
+    summary = assert_run_reports_its_prompt(out, smollm, sst2)
     assert summary["method"] == "soft-prompt" and summary["status"] == "completed"
-    assert summary["prompt_evals"] == 4 and 0 <= summary["test_accuracy"] <= 1
-    assert summary["extra"]["projection"]["metric"] == "cosine"
+    assert summary["prompt_evals"] == 4 and summary["test_accuracy"] is not None
+    proj = summary["extra"]["projection"]
+    assert proj["metric"] == "cosine"
+    engine = ScoringEngine(smollm, sst2.verbalizers, sst2.template)
+    assert_accuracy(proj["test_accuracy"], engine, sst2, proj["tokens"], "test")
     assert (peft_dir / "adapter_model.safetensors").is_file() and (out / "curve.csv").is_file()
-    assert "test accuracy" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"dev accuracy {summary['dev_accuracy']:.4f}, test accuracy {summary['test_accuracy']:.4f}" in printed
+    assert f"keep test accuracy {proj['test_accuracy']:.4f}" in printed
     bad = parser.parse_args(["--task", "sst-2", "--data-dir", str(data), "--method", "random", "--lr", "0.1"])
     with pytest.raises(ConfigError, match="--lr does not apply to --method random"):
         run_tune(bad)

@@ -33,24 +33,16 @@ enters the running top ``dev_top_k`` are scored on dev (one more each) for best-
 selection. The policy's own tokens are charged as LM tokens: its generation and its loss
 forward as forward tokens, the loss backward as backward tokens.
 
-## Logs
+## Logs and saving
 
-With ``out_dir``: ``curve.csv`` (dev evaluations) and ``logs/progress.csv`` (TRL's
-metrics per step as ``train/...``, e.g. ``train/reward``, ``train/loss``,
-``train/completions/mean_length``, plus ``budget/prompt_evals``; TensorBoard event files
-too when ``tensorboard`` is installed).
-
-## Saving
-
-:meth:`GRPOAgent.save` writes the kept prompts as JSON and the policy beside them in
-``<name>.policy/``: the LoRA adapters in PEFT's format (``adapter_model.safetensors`` and
-``adapter_config.json``), or the full model as ``model.safetensors``; no pickle.
+``out_dir/curve.csv`` (dev evaluations) and ``logs/progress.csv`` (TRL's metrics per step as
+``train/...`` plus ``budget/prompt_evals``). :meth:`GRPOAgent.save` writes the kept prompts as
+JSON and the policy in ``<name>.policy/`` (:func:`~rlprompt.agents.rl.grpo.policy.save_policy`).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import statistics
 import tempfile
@@ -66,8 +58,14 @@ from rlprompt.agents.core.config import STALL_ROUNDS, AgentConfig
 from rlprompt.agents.core.kinds import DiscreteAgent
 from rlprompt.agents.core.tracking import TopKGate
 from rlprompt.agents.rl.grpo.config import Algorithm, GRPOAgentConfig, RLOOAgentConfig
-from rlprompt.errors import ConfigError, DataError
-from rlprompt.lm.vocabulary import token_texts
+from rlprompt.agents.rl.grpo.policy import (
+    budget_callback,
+    check_can_generate,
+    line_break_ids,
+    load_policy,
+    save_policy,
+    shared_copy,
+)
 
 __all__ = ["Algorithm", "GRPOAgent", "GRPOAgentConfig", "RLOOAgent", "RLOOAgentConfig"]
 
@@ -77,71 +75,6 @@ if TYPE_CHECKING:
 
 A = TypeVar("A", bound="GRPOAgent")
 """Training stops after this many steps in a row without a new prompt (the policy has converged)."""
-
-
-def check_can_generate(lm: FrozenLM, what: str) -> None:
-    """Refuse a policy LM that cannot write text left to right.
-
-    :param lm: the candidate policy.
-    :param what: how to name it in the message.
-    :raises ConfigError: a masked LM, a model without a generating head, or a tokenizer without EOS.
-    """
-    model = lm.model
-    if lm.kind != "causal":
-        raise ConfigError(f"{what} {lm.name!r} is a {lm.kind} LM and cannot generate a prompt; "
-                          "the policy must be a causal LM (set policy_model to one, e.g. smollm2-135m)")
-    can = getattr(model, "can_generate", None)
-    if not callable(getattr(model, "generate", None)) or (callable(can) and not can()):
-        raise ConfigError(f"{what} {lm.name!r} ({type(model).__name__}) cannot generate text: it has no "
-                          "language-model head; use a causal LM (e.g. ...ForCausalLM)")
-    if lm.tokenizer.eos_token_id is None:
-        raise ConfigError(f"{what} {lm.name!r} has a tokenizer without an EOS token, so a written prompt "
-                          "cannot end; set tokenizer.eos_token")
-
-
-def shared_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A new module tree whose parameters and buffers are the same tensors as ``model``'s.
-
-    Adapters (LoRA) can then be put on the copy without touching the original modules,
-    while the weights stay shared (no memory is copied).
-    """
-    memo: dict[int, Any] = {id(t): t for t in (*model.parameters(), *model.buffers())}
-    return copy.deepcopy(model, memo)
-
-
-def line_break_ids(tokenizer: Any, vocab_size: int) -> list[int]:
-    """Token ids whose text holds a line break (a written prompt ends there)."""
-    return [i for i, t in enumerate(token_texts(tokenizer, min(len(tokenizer), vocab_size))) if "\n" in t]
-
-
-class _Callback:
-    """Factory of the TrainerCallback that stops at the budget and writes the logs."""
-
-    @staticmethod
-    def build(agent: GRPOAgent, logger: Any) -> Any:
-        from transformers import TrainerCallback
-
-        class BudgetCallback(TrainerCallback):
-            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-                agent.steps = int(state.global_step)
-                assert agent.budget is not None
-                if agent.budget.exhausted or agent.stale >= STALL_ROUNDS:
-                    control.should_training_stop = True
-                return control
-
-            def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
-                       **kwargs: Any) -> Any:
-                if logger is None or not logs:
-                    return control
-                for key, value in logs.items():
-                    if isinstance(value, (int, float)) and not isinstance(value, bool):
-                        logger.record(f"train/{key}", value)
-                assert agent.budget is not None
-                logger.record("budget/prompt_evals", agent.budget.used)
-                logger.dump(int(state.global_step))
-                return control
-
-        return BudgetCallback()
 
 
 class GRPOAgent(DiscreteAgent):
@@ -391,7 +324,7 @@ class GRPOAgent(DiscreteAgent):
                 trainer = trainer_class(
                     model=self.policy, reward_funcs=[task_reward], args=self._trainer_args(Path(folder)),
                     train_dataset=dataset, processing_class=self.policy_tokenizer,
-                    callbacks=[_Callback.build(self, logger)],
+                    callbacks=[budget_callback(self, logger)],
                 )
                 for noisy in (PrinterCallback, ProgressCallback):  # rlprompt shows its own progress
                     trainer.remove_callback(noisy)
@@ -431,20 +364,10 @@ class GRPOAgent(DiscreteAgent):
         :param path: the prompt file, e.g. ``runs/x/prompt.json``.
         :returns: ``path``.
         """
-        from safetensors.torch import save_model
-
-        from rlprompt.io import write_json
-
         out = super().save(path)
-        folder = self.policy_path(out)
-        folder.mkdir(parents=True, exist_ok=True)
-        if self.config.lora:
-            self.policy.save_pretrained(str(folder))  # PEFT's adapter_model.safetensors + adapter_config.json
-        else:
-            save_model(self.policy, str(folder / "model.safetensors"), metadata={"format": "rlprompt-policy-lm"})
-        write_json(folder / "policy.json", {
-            "format": "rlprompt-policy-lm", "agent": self.name, "algorithm": self.config.algorithm.value,
-            "policy": self.policy_name, "lora": self.config.lora, "steps": self.steps,
+        save_policy(self.policy, self.policy_path(out), lora=self.config.lora, meta={
+            "agent": self.name, "algorithm": self.config.algorithm.value, "policy": self.policy_name,
+            "lora": self.config.lora, "steps": self.steps,
         })
         return out
 
@@ -458,26 +381,10 @@ class GRPOAgent(DiscreteAgent):
         :param kwargs: passed to the constructor (``out_dir``, ``policy_lm``).
         :raises DataError: missing or malformed files, or a policy that does not fit.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file, load_model
-
         agent = super().load(path, engine, task, **kwargs)
         folder = cls.policy_path(path)
         if folder.is_dir():
-            try:
-                meta = json.loads((folder / "policy.json").read_text(encoding="utf-8"))
-                if agent.config.lora:
-                    from peft import set_peft_model_state_dict
-
-                    state = load_file(str(folder / "adapter_model.safetensors"), device="cpu")
-                    result = set_peft_model_state_dict(agent.policy, state)
-                    missing = [k for k in getattr(result, "unexpected_keys", []) if "lora" in k]
-                    if missing:
-                        raise RuntimeError(f"adapter weights that fit no layer: {missing[:3]}")
-                else:
-                    load_model(agent.policy, str(folder / "model.safetensors"), device=str(engine.device))
-            except (SafetensorError, OSError, RuntimeError, json.JSONDecodeError, ValueError) as exc:
-                raise DataError(f"cannot read the policy {str(folder)!r}: {exc}") from None
+            meta = load_policy(agent.policy, folder, lora=agent.config.lora, device=str(engine.device))
             agent.steps = int(meta.get("steps", 0))
         return agent
 

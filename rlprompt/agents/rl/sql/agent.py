@@ -19,19 +19,9 @@ high reward. This is soft Q-learning with a KL penalty to the prior in place of 
 entropy bonus. With ``reference="uniform"`` ``ref`` is uniform over the allowed tokens:
 RLPrompt's entropy-regularised setting, starting from a uniform policy.
 
-## The loss (Guo et al. 2021, "Efficient (soft) Q-learning for text generation")
+## The loss
 
-An episode writes T tokens; the reward R (the task reward of the finished prompt on the
-training examples, z-scored) comes at the last step. With A_theta = Q_theta - V_theta
-and a Polyak-averaged target network (bar):
-
-- single-step path consistency: ``A_theta(s_t, a_t) = r_t + Vbar(s_{t+1}) - Vbar(s_t)``
-- multi-step path consistency:  ``sum_{l >= t} A_theta(s_l, a_l) = R - Vbar(s_t)``
-
-both as squared errors (``loss="mixed"``, RLPrompt's default, or either one alone),
-on the freshly sampled prompts (on-policy) plus a batch from a replay buffer of every
-prompt scored so far (off-policy). The frozen LM's hidden states of every step are kept
-in the buffer, so an update runs only the MLP and one product with the output embeddings.
+Path consistency (Guo et al. 2021), in :mod:`rlprompt.agents.rl.sql.losses`.
 
 ## Budget
 
@@ -40,16 +30,12 @@ sampled again reuses its reward (no cost). Prompts whose training reward enters 
 running top ``dev_top_k`` are scored on dev (one more each) for best-on-dev selection.
 Sampling costs no prompt evaluation; its LM tokens are charged as forward tokens.
 
-## Logs
+## Logs and saving
 
-With ``out_dir``: ``curve.csv`` (dev evaluations) and ``logs/progress.csv`` (per round:
-``train/loss``, ``train/reward_mean``, ``train/reward_max``, ``train/new_prompts``,
-``budget/prompt_evals``; TensorBoard event files too when ``tensorboard`` is installed).
-
-## Saving
-
+``out_dir/curve.csv`` (dev evaluations) and ``logs/progress.csv`` (per round: ``train/loss``,
+``train/reward_mean``, ``train/reward_max``, ``train/new_prompts``, ``budget/prompt_evals``).
 :meth:`SoftQLearning.save` writes the kept prompts as JSON and the MLP as safetensors
-(``<name>.policy.safetensors``, options in its metadata); no pickle.
+(``<name>.policy.safetensors``); no pickle.
 """
 
 from __future__ import annotations
@@ -57,7 +43,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -69,6 +54,8 @@ from rlprompt.agents.core.config import STALL_ROUNDS, AgentConfig
 from rlprompt.agents.core.kinds import DiscreteAgent
 from rlprompt.agents.core.tracking import TopKGate
 from rlprompt.agents.rl.sql.config import Reference, RewardNorm, SQLConfig, SQLLoss
+from rlprompt.agents.rl.sql.losses import path_consistency_loss
+from rlprompt.agents.rl.sql.networks import QNetwork, Replay, reference_logprobs
 from rlprompt.errors import ConfigError, DataError
 from rlprompt.lm.sampling import sample_tokens
 from rlprompt.rewards.normalize import RunningStats, batch_zscore
@@ -80,60 +67,6 @@ if TYPE_CHECKING:
     from rlprompt.tasks import Task
 
 A = TypeVar("A", bound="SoftQLearning")
-
-
-class QNetwork(nn.Module):
-    """The trainable part: ``Q(s, .) = MLP(h_s) @ W.T`` over the LM's vocabulary.
-
-    The output embeddings ``W`` [V, H] are the frozen LM's own (held by reference, not a
-    parameter: never copied, never saved). The last layer starts at zero, so Q = 0.
-
-    :param head_weight: the LM's output embedding matrix [V, H] (frozen).
-    :param hidden: hidden width of the MLP.
-    """
-
-    def __init__(self, head_weight: torch.Tensor, hidden: int = 256) -> None:
-        super().__init__()
-        size = int(head_weight.shape[1])
-        self.mlp = nn.Sequential(nn.Linear(size, hidden), nn.GELU(), nn.Linear(hidden, size))
-        nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)
-        self._head = [head_weight]  # a list keeps it out of parameters() and state_dict()
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """Q-values [B, V] of LM hidden states [B, H]."""
-        w = self._head[0]
-        return (self.mlp(h.float()).to(w.dtype) @ w.T).float()  # float32 MLP, the head in the LM dtype
-
-
-@dataclass
-class Replay:
-    """Scored prompts: the LM's hidden state at each step, the actions and the raw reward.
-
-    :param capacity: the most prompts kept (oldest dropped first).
-    """
-
-    capacity: int
-    hidden: list[torch.Tensor] = field(default_factory=list)  # each [T, H]
-    actions: list[torch.Tensor] = field(default_factory=list)  # each [T]
-    rewards: list[float] = field(default_factory=list)
-
-    def add(self, hidden: torch.Tensor, actions: torch.Tensor, rewards: list[float]) -> None:
-        for i in range(hidden.shape[0]):
-            self.hidden.append(hidden[i])
-            self.actions.append(actions[i])
-            self.rewards.append(float(rewards[i]))
-        extra = len(self.rewards) - self.capacity
-        if extra > 0:
-            del self.hidden[:extra], self.actions[:extra], self.rewards[:extra]
-
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        idx = rng.integers(len(self.rewards), size=n)
-        return (torch.stack([self.hidden[i] for i in idx]), torch.stack([self.actions[i] for i in idx]),
-                torch.tensor([self.rewards[i] for i in idx]))
-
-    def __len__(self) -> int:
-        return len(self.rewards)
 
 
 class SoftQLearning(DiscreteAgent):
@@ -193,13 +126,7 @@ class SoftQLearning(DiscreteAgent):
 
     def _reference(self, h: torch.Tensor) -> torch.Tensor:
         """log ref(a | s) [B, V] (banned tokens at -inf)."""
-        if self.config.reference is Reference.PRIOR:
-            logits = h.to(self.head_weight.dtype) @ self.head_weight.T
-            logits = logits.float().masked_fill(self.banned, float("-inf"))
-            return torch.log_softmax(logits, -1)
-        n_allowed = int((~self.banned).sum())
-        ref = torch.full((h.shape[0], self.banned.numel()), -math.log(n_allowed), device=h.device)
-        return ref.masked_fill(self.banned, float("-inf"))
+        return reference_logprobs(h, self.head_weight, self.banned, prior=self.config.reference is Reference.PRIOR)
 
     def policy_logits(self, h: torch.Tensor, q_net: nn.Module | None = None,
                       ref: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,22 +202,10 @@ class SoftQLearning(DiscreteAgent):
         logits, q = self.policy_logits(h, ref=ref)
         v = cfg.alpha * torch.logsumexp(logits, -1)
         adv = (q.gather(1, a).squeeze(1) - v).view(b, t)
-        # Target network: Vbar(s_t) and Vbar(s_{t+1}), with Vbar(s_T) = 0 (the episode ends).
-        with torch.no_grad():
+        with torch.no_grad():  # the target network's Vbar(s_t)
             logits_bar, _ = self.policy_logits(h, self.q_target, ref)
             v_bar = (cfg.alpha * torch.logsumexp(logits_bar, -1)).view(b, t)
-            v_next = torch.cat([v_bar[:, 1:], v_bar.new_zeros(b, 1)], 1)
-            step_r = torch.zeros(b, t, device=dev)
-            step_r[:, -1] = r_final
-        losses = []
-        if cfg.sql_loss in (SQLLoss.MIXED, SQLLoss.SINGLE):
-            target = step_r + v_next - v_bar  # single-step path consistency
-            losses.append(0.5 * (adv - target).pow(2).mean())
-        if cfg.sql_loss in (SQLLoss.MIXED, SQLLoss.MULTI):
-            to_go = adv.flip(1).cumsum(1).flip(1)  # sum_{l >= t} A(s_l, a_l)
-            target = r_final.unsqueeze(1) - v_bar  # multi-step path consistency
-            losses.append(0.5 * (to_go - target).pow(2).mean())
-        return torch.stack(losses).sum()
+        return path_consistency_loss(adv, v_bar, r_final, cfg.sql_loss)
 
     def train_step(self, hidden: torch.Tensor, actions: torch.Tensor, raw: torch.Tensor) -> float:
         """One gradient step on an on-policy batch plus a replay batch; then Polyak-update the target."""
