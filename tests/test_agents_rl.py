@@ -13,29 +13,21 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import assert_accuracy, assert_run_reports_its_prompt, assert_selected_is_best_on_dev, one_error_line
 
-from rlprompt import cli
-from rlprompt.agents import sb3
+from rlprompt.agents.rl.sb3 import algorithms as sb3
 from rlprompt.agents.rl.sql.agent import SoftQLearning, SQLConfig
-from rlprompt.cli.train import add_train_args, resolve_agent, run_train
+from rlprompt.cli.train import resolve_agent
 from rlprompt.errors import ConfigError
 from rlprompt.lm import ScoringEngine
 from rlprompt.rewards import register_reward
+from rlprompt.tasks import load_task
 
 VOCAB = {"vocab": "words", "max_vocab": 64}
 TEST_RL = {"prompt_length": 1, "reward": "log-likelihood", "n_envs": 16, "examples_per_episode": None}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture
-def engine(tiny_lm, great_task):
-    return ScoringEngine(tiny_lm, great_task.verbalizers, great_task.template)
-
-
-def great_id(engine) -> int:
-    return engine.tokenizer(" great", add_special_tokens=False).input_ids[0]
 
 
 def sb3_first_step_probs(agent) -> np.ndarray:
@@ -53,29 +45,31 @@ def sb3_first_step_probs(agent) -> np.ndarray:
     (sb3.PPOAgent, {"n_steps": 2, "batch_size": 32, "learning_rate": 1e-2, "n_epochs": 10, "tie_head": True}),
     (sb3.MaskablePPOAgent, {"n_steps": 2, "batch_size": 32, "learning_rate": 3e-3}),
 ], ids=["ppo", "a2c", "ppo-tied-head", "maskable-ppo"])
-def test_sb3_discrete_agents_learn_the_right_token(engine, great_task, cls, extra):
-    agent = cls(engine, great_task, cls.config_class(seed=0, **TEST_RL, **VOCAB, **extra))
+def test_sb3_discrete_agents_learn_the_right_token(great_engine, great_id, great_task, cls, extra):
+    agent = cls(great_engine, great_task, cls.config_class(seed=0, **TEST_RL, **VOCAB, **extra))
     k = len(agent.env.vocab)
     agent.learn(400, progress=False)
-    great = int(np.flatnonzero(agent.env.vocab == great_id(engine))[0])
+    great = int(np.flatnonzero(agent.env.vocab == great_id)[0])
     probs = sb3_first_step_probs(agent)
     assert probs[great] > 5 / k, f"policy writes ' great' with p={probs[great]:.3f}; random 1/{k}"
-    assert agent.predict() == [great_id(engine)]
+    assert agent.predict() == [great_id]
     assert agent.budget.used <= 400
+    assert_selected_is_best_on_dev(agent)
 
 
-def test_sql_learns_the_right_token(engine, great_task):
+def test_sql_learns_the_right_token(great_engine, great_id, great_task):
     cfg = SQLConfig(seed=0, prompt_length=1, reward="log-likelihood", batch_size=16, **VOCAB)
-    agent = SoftQLearning(engine, great_task, cfg)
+    agent = SoftQLearning(great_engine, great_task, cfg)
     before, _, _ = agent.sample(256)
     agent.learn(300, progress=False)
     after, _, _ = agent.sample(256)
-    g = great_id(engine)
+    g = great_id
     share_before = np.mean([p == [g] for p in before])
     share_after = np.mean([p == [g] for p in after])
     assert share_after > max(5 / 64, 2 * share_before), (share_before, share_after)
     assert agent.predict() == [g]
     assert agent.budget.used <= 300
+    assert_selected_is_best_on_dev(agent)
 
 
 @pytest.mark.parametrize("cls, extra", [
@@ -84,60 +78,62 @@ def test_sql_learns_the_right_token(engine, great_task):
     (sb3.TD3Agent, {"learning_starts": 32, "batch_size": 64, "train_freq": 1, "gradient_steps": 16,
                     "learning_rate": 3e-3}),
 ], ids=["ppo-soft", "sac", "td3"])
-def test_soft_agents_learn_above_random(engine, great_task, cls, extra):
-    agent = cls(engine, great_task, cls.config_class(seed=0, intrinsic_dim=8, **TEST_RL, **extra))
+def test_soft_agents_learn_above_random(great_engine, great_task, cls, extra):
+    agent = cls(great_engine, great_task, cls.config_class(seed=0, intrinsic_dim=8, **TEST_RL, **extra))
     agent.learn(400, progress=False)
     texts = great_task.texts("train")
 
     def reward(actions: np.ndarray) -> np.ndarray:
         embeds = agent.env.action_map(actions).reshape(len(actions), 1, -1)
-        return engine.score_soft(embeds, texts)[:, :, 1].mean(1).numpy()  # mean log p(great)
+        return great_engine.score_soft(embeds, texts)[:, :, 1].mean(1).numpy()  # mean log p(great)
 
     rng = np.random.default_rng(0)
     random = reward(rng.uniform(-1, 1, size=(64, 8)).astype(np.float32))
     action, _ = agent.model.predict(agent.venv.reset(), deterministic=True)
     learned = reward(action[:1])[0]
     assert learned > random.mean() + 1.0 * random.std(), (learned, random.mean(), random.std())
-    assert agent.summary().dev_accuracy is not None and agent.budget.used <= 400
+    assert agent.budget.used <= 400
+    assert_selected_is_best_on_dev(agent)
 
 
 @pytest.mark.parametrize("budget", [37, 100])
-def test_budget_stops_learning_at_the_budget(engine, great_task, budget):
-    for agent in (sb3.PPOAgent(engine, great_task, sb3.PPOConfig(seed=1, n_envs=8, **VOCAB)),
-                  SoftQLearning(engine, great_task, SQLConfig(seed=1, batch_size=8, **VOCAB))):
-        start = engine.counters.prompt_evals
+def test_budget_stops_learning_at_the_budget(great_engine, great_task, budget):
+    for agent in (sb3.PPOAgent(great_engine, great_task, sb3.PPOConfig(seed=1, n_envs=8, **VOCAB)),
+                  SoftQLearning(great_engine, great_task, SQLConfig(seed=1, batch_size=8, **VOCAB))):
+        start, n = great_engine.counters.example_evals, len(great_task.texts("train"))
         agent.learn(budget, progress=False)
-        spent = engine.counters.prompt_evals - start
+        spent = (great_engine.counters.example_evals - start) / n  # whole-training-split evaluations
         summary = agent.summary()
-        assert spent == summary.prompt_evals <= budget
+        assert spent == pytest.approx(summary.prompt_evals) and summary.prompt_evals <= budget + 1e-9
         assert spent >= budget - 10  # what an episode batch cannot use is spent on dev checks
-        assert summary.forward_tokens > 0 and summary.dev_accuracy is not None
+        assert summary.forward_tokens > 0
+        assert_selected_is_best_on_dev(agent)
 
 
-def test_sql_save_load_round_trip(engine, great_task, tmp_path):
-    agent = SoftQLearning(engine, great_task, SQLConfig(seed=2, batch_size=8, top_k=20, **VOCAB))
+def test_sql_save_load_round_trip(great_engine, great_task, tmp_path):
+    agent = SoftQLearning(great_engine, great_task, SQLConfig(seed=2, batch_size=8, top_k=20, **VOCAB))
     agent.learn(40, progress=False)
     path = agent.save(tmp_path / "prompt.json")
     assert SoftQLearning.policy_path(path).exists()
-    loaded = SoftQLearning.load(path, engine, great_task)
+    loaded = SoftQLearning.load(path, great_engine, great_task)
     assert loaded.predict() == agent.predict()
     assert loaded.config == agent.config
     for (name, a), (_, b) in zip(agent.q_net.state_dict().items(), loaded.q_net.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
-    h = torch.randn(3, engine.lm.input_embeddings().embedding_dim)
+    h = torch.randn(3, great_engine.lm.input_embeddings().embedding_dim)
     assert torch.allclose(agent.policy_logits(h)[0], loaded.policy_logits(h)[0])
     # The frozen LM's table is not saved and not copied.
-    assert agent.q_net._head[0] is engine.model.get_output_embeddings().weight
+    assert agent.q_net._head[0] is great_engine.model.get_output_embeddings().weight
     assert all("embed" not in k for k in agent.q_net.state_dict())
 
 
 @pytest.mark.parametrize("cls", [sb3.PPOAgent, sb3.SACAgent], ids=["ppo", "sac"])
-def test_sb3_save_load_round_trip(engine, great_task, tmp_path, cls):
+def test_sb3_save_load_round_trip(great_engine, great_task, tmp_path, cls):
     extra = VOCAB if cls.space == "discrete" else {"intrinsic_dim": 4}
-    agent = cls(engine, great_task, cls.config_class(seed=3, n_envs=4, prompt_length=2, **extra))
+    agent = cls(great_engine, great_task, cls.config_class(seed=3, n_envs=4, prompt_length=2, **extra))
     agent.learn(40, progress=False)
     path = agent.save(tmp_path / cls.artefact_name)
-    loaded = cls.load(path, engine, great_task)
+    loaded = cls.load(path, great_engine, great_task)
     before = agent.model.policy.state_dict()
     after = loaded.model.policy.state_dict()
     assert before.keys() == after.keys()
@@ -146,14 +142,14 @@ def test_sb3_save_load_round_trip(engine, great_task, tmp_path, cls):
         assert loaded.predict() == agent.predict()
     else:
         assert torch.allclose(loaded.predict(), agent.predict())
-    table = engine.lm.input_embeddings().weight
+    table = great_engine.lm.input_embeddings().weight
     assert not any(v.data_ptr() == table.data_ptr() for v in before.values())
 
 
-def test_features_extractor_shares_the_frozen_table(engine, great_task):
-    agent = sb3.PPOAgent(engine, great_task, sb3.PPOConfig(n_envs=2, **VOCAB))
+def test_features_extractor_shares_the_frozen_table(great_engine, great_task):
+    agent = sb3.PPOAgent(great_engine, great_task, sb3.PPOConfig(n_envs=2, **VOCAB))
     extractor = agent.model.policy.features_extractor
-    table = engine.lm.input_embeddings().weight
+    table = great_engine.lm.input_embeddings().weight
     assert extractor._table[0] is table and not table.requires_grad
     assert all(p.data_ptr() != table.data_ptr() for p in agent.model.policy.parameters())
     obs = {"prompt": torch.tensor([[-1.0, 3.0, -1.0, -1.0, -1.0]]), "step": torch.tensor([[1.0]])}
@@ -172,32 +168,18 @@ def test_sql_config_errors(kwargs, message):
         SQLConfig(**kwargs)
 
 
-def test_sb3_config_errors(engine, great_task):
+def test_sb3_config_errors(great_engine, great_task):
     with pytest.raises(ConfigError, match="n_steps must be a positive integer"):
         sb3.PPOConfig(n_steps=0)
     with pytest.raises(ConfigError, match="placement 'middle'"):
         sb3.SACConfig(placement="middle")
-    agent = sb3.PPOAgent(engine, great_task, sb3.PPOConfig(n_envs=16, **VOCAB))
-    with pytest.raises(ConfigError, match="cannot pay for one batch"):
-        agent.learn(10, progress=False)
+    agent = sb3.PPOAgent(great_engine, great_task, sb3.PPOConfig(n_envs=16, **VOCAB))
+    # 16 episodes on 16 of the 32 training examples cost 8, plus 1 for a dev check
+    with pytest.raises(ConfigError, match=r"a budget of 8.0 prompt evaluations cannot pay for one batch .*\(9.0\)"):
+        agent.learn(8, progress=False)
 
 
 # -- rlprompt train -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def train_cli(monkeypatch):
-    """`rlprompt train` wired into the real `main` (as cli.py registers it)."""
-    if "train" not in cli.COMMANDS:
-        monkeypatch.setitem(cli.COMMANDS, "train", cli.Command("train", add_train_args, run_train))
-    return cli.main
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.strip().splitlines() if ln.startswith("rlprompt: error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -215,38 +197,41 @@ def one_error_line(capsys) -> str:
 def test_train_bad_input_one_line_errors(train_cli, tiny_model_dir, tmp_path, capsys, args, message):
     code = train_cli(["train", "--model", str(tiny_model_dir), "--out", str(tmp_path / "run"), *args])
     assert code == 2
-    assert message in one_error_line(capsys)
+    assert message in one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
-def test_train_end_to_end_tiny(train_cli, tiny_model_dir, tmp_path, capsys):
+def test_train_end_to_end_tiny(train_cli, tiny_model_dir, tiny_dir_lm, tmp_path, capsys):
     out = tmp_path / "run"
     code = train_cli(["train", "--model", str(tiny_model_dir), "--agent", "ppo", "--budget", "60", "--prompt-length",
-                      "2", "--set", "n_envs=8", "--set", "net_arch=32", "--out", str(out), "--progress", "off"])
+                      "2", "--set", "n_envs=8", "--set", "net_arch=32", "--out", str(out), "--progress", "off",
+                      "--dtype", "float32"])
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["prompt_evals"] <= 60
     assert summary["test_accuracy"] is not None and summary["config"]["n_envs"] == 8
     prompt = json.loads((out / "prompt.json").read_text())
     assert prompt["prompt"] == summary["prompt"] and len(prompt["tokens"]) == 2
+    assert_run_reports_its_prompt(out, tiny_dir_lm, load_task("demo"))
     assert (out / "curve.csv").exists() and (out / "logs" / "progress.csv").exists()
     assert "best prompt" in capsys.readouterr().out
 
 
-def test_train_soft_writes_safetensors(train_cli, tiny_model_dir, tmp_path):
+def test_train_soft_writes_safetensors(train_cli, tiny_model_dir, tiny_dir_lm, tmp_path):
     out = tmp_path / "soft"
     code = train_cli(["train", "--model", str(tiny_model_dir), "--agent", "td3", "--space", "soft", "--budget", "40",
                       "--prompt-length", "2", "--set", "n_envs=4", "--set", "learning_starts=8", "--out", str(out),
-                      "--progress", "off", "--no-test"])
+                      "--progress", "off", "--no-test", "--dtype", "float32"])
     assert code == 0
     from rlprompt.agents.gradient.peft_format import load_soft_prompt
 
     embeds, meta = load_soft_prompt(out / "prompt.safetensors", token_dim=32)
     assert embeds.shape == (2, 32) and meta["agent"] == "td3"
-    assert json.loads((out / "summary.json").read_text())["prompt_kind"] == "soft"
+    summary = assert_run_reports_its_prompt(out, tiny_dir_lm, load_task("demo"))
+    assert summary["prompt_kind"] == "soft" and summary["test_accuracy"] is None
 
 
-def test_interrupt_leaves_best_prompt_and_summary(train_cli, tiny_model_dir, tmp_path, capsys):
+def test_interrupt_leaves_best_prompt_and_summary(train_cli, tiny_model_dir, tiny_dir_lm, tmp_path, capsys):
     calls = {"n": 0}
 
     def interrupting(logprobs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -258,12 +243,14 @@ def test_interrupt_leaves_best_prompt_and_summary(train_cli, tiny_model_dir, tmp
     register_reward("test-interrupting", interrupting, overwrite=True)
     out = tmp_path / "stopped"
     code = train_cli(["train", "--model", str(tiny_model_dir), "--agent", "sql", "--budget", "500", "--reward",
-                      "test-interrupting", "--set", "batch_size=8", "--out", str(out), "--progress", "off"])
+                      "test-interrupting", "--set", "batch_size=8", "--out", str(out), "--progress", "off",
+                      "--dtype", "float32"])
     assert code == 130
     assert "best prompt so far" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["prompt"]
     assert json.loads((out / "prompt.json").read_text())["prompt"] == summary["prompt"]
+    assert_run_reports_its_prompt(out, tiny_dir_lm, load_task("demo"))
 
 
 def test_resolve_agent_covers_every_rl_agent():
@@ -278,7 +265,6 @@ def test_train_sst2_end_to_end_smollm(train_cli, smollm, fsc16, tmp_path, capsys
     """Train, select on dev and write every file on SmolLM2 + shared SST-2 (the full test-split
     evaluation, ~1 min on an idle 2-core CPU, is left to the tiny-model test and the benchmark)."""
     from rlprompt.rewards.evaluate import evaluate_prompts
-    from rlprompt.tasks import load_task
 
     out = tmp_path / "sst2"
     code = train_cli(["train", "--task", "sst-2", "--data-dir", str(fsc16), "--seed", "42", "--agent", "sql",
@@ -287,11 +273,13 @@ def test_train_sst2_end_to_end_smollm(train_cli, smollm, fsc16, tmp_path, capsys
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == smollm.name and summary["status"] == "completed"
-    assert summary["prompt_evals"] <= 16 and summary["dev_accuracy"] is not None
+    assert summary["prompt_evals"] <= 16 and summary["test_accuracy"] is None
     assert summary["forward_tokens"] > 0 and summary["wall_seconds"] > 0
     assert (out / "prompt.policy.safetensors").exists() and (out / "logs" / "progress.csv").exists()
-    saved = json.loads((out / "prompt.json").read_text())
     task = load_task("sst-2", data_dir=fsc16, seed=42)
+    assert_run_reports_its_prompt(out, smollm, task)  # the dev accuracy is the saved prompt's
+    saved = json.loads((out / "prompt.json").read_text())
     engine = ScoringEngine(smollm, task.verbalizers, task.template)
     result = evaluate_prompts(engine, task, [saved["tokens"]], split="test", max_examples=32)[0]
-    assert result.prompt == saved["prompt"] and 0.0 <= result.accuracy <= 1.0
+    assert result.prompt == saved["prompt"] and result.n_examples == 32
+    assert_accuracy(result.accuracy, engine, task, saved["tokens"], "test", max_examples=32)

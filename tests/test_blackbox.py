@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import assert_accuracy, assert_selected_is_best_on_dev, placement_of, word_sentiment_task
 
 from rlprompt.agents import (
     CMAES,
@@ -29,18 +30,12 @@ from rlprompt.agents.search.lm_prior import sample_continuations
 from rlprompt.envs.vocab import candidate_vocab
 from rlprompt.errors import ConfigError
 from rlprompt.lm import ScoringEngine
-from rlprompt.tasks import Example, Task
-
-POS, NEG = ["great", "wonderful", "good", "loved"], ["terrible", "boring", "bad", "hated"]
+from rlprompt.tasks import Task
 
 
 @pytest.fixture()
 def task() -> Task:
-    def split(offset: int, size: int) -> list[Example]:
-        return [Example(f"it was {(POS if i % 2 else NEG)[(i // 2 + offset) % 4]} .", i % 2) for i in range(size)]
-
-    return Task(name="synthetic", verbalizers=[" terrible", " great"], train=split(0, 16), dev=split(1, 16),
-                test=split(2, 32))
+    return word_sentiment_task(16)
 
 
 @pytest.fixture()
@@ -61,8 +56,11 @@ def test_runs_exactly_within_budget_and_writes_outputs(tmp_path, engine, task, m
     agent.learn(limit, progress=False)
     summary = agent.write_outputs(test=True)
     assert summary.prompt_evals == limit == (engine.counters - before).prompt_evals - 1  # minus the test pass
-    assert summary.status == "completed" and 0 <= summary.test_accuracy <= 1
-    assert summary.dev_accuracy == max(p.best_dev_accuracy for p in agent.tracker.curve)
+    assert summary.status == "completed"
+    # the test accuracy is the selected prompt's, on the whole test split
+    assert summary.test_accuracy == agent.evaluate("test").accuracy
+    assert_accuracy(summary.test_accuracy, engine, task, agent.predict(), "test", placement=placement_of(agent))
+    assert_selected_is_best_on_dev(agent)
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["test_accuracy"] == summary.test_accuracy and saved["method"] == method
     assert [p.prompt_evals for p in read_curve(tmp_path / "curve.csv")] == [p.prompt_evals for p in agent.tracker.curve]
@@ -153,13 +151,25 @@ def test_top_k_gate():
 
 
 def test_budget_charges_and_close(engine):
-    budget = Budget(engine, 10)
-    engine.score([" it was"], ["a b ."])
-    budget.charge(prompt_evals=2, forward_tokens=7)
-    assert budget.used == 3 and budget.remaining == 7 and budget.take(20) == 7
+    budget = Budget(engine, 10, examples_per_eval=4)  # a training split of 4 examples
+    engine.score([" it was"], ["a b .", "c d ."])  # 2 of 4 examples: half a prompt evaluation
+    assert budget.used == 0.5
+    budget.charge(example_evals=6, forward_tokens=7)  # e.g. a backward pass
+    assert budget.used == 2 and budget.remaining == 8 and budget.take(20) == 8 and budget.room(2) == 16
+    assert budget.cost(3, 2) == 1.5
     budget.close()
     engine.score([" it was"], ["a b ."])  # after close: not charged
-    assert budget.used == 3 and budget.spent().forward_tokens >= 7
+    assert budget.used == 2 and budget.spent().forward_tokens >= 7
+
+
+def test_budget_is_fractional_and_refuses_nonsense(engine):
+    budget = Budget(engine, 0.5, examples_per_eval=4)
+    assert budget.room() == 0 and budget.room(2) == 1 and not budget.exhausted
+    engine.score([" it was"], ["a b .", "c d ."])
+    assert budget.exhausted and budget.remaining == 0
+    for bad in (0, -1, float("inf"), float("nan"), True, "3"):
+        with pytest.raises(ConfigError, match="budget must be a positive number"):
+            Budget(engine, bad, examples_per_eval=4)
 
 
 @pytest.mark.parametrize(("cls", "kwargs", "match"), [

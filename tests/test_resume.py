@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import word_sentiment_task
 
 from rlprompt.agents import Budget, get_agent_class, get_config_class
 from rlprompt.agents.core.checkpoint import (
@@ -28,8 +29,6 @@ from rlprompt.agents.core.checkpoint import (
 from rlprompt.errors import ConfigError
 from rlprompt.lm import ScoringEngine
 from rlprompt.tasks import Example, Task
-
-POS, NEG = ["great", "wonderful", "good", "loved"], ["terrible", "boring", "bad", "hated"]
 
 # Small, fast settings per agent (each run spends its whole budget in well under a second or two).
 OPTIONS: dict[str, tuple[int, dict[str, Any]]] = {
@@ -50,11 +49,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def task() -> Task:
-    def split(offset: int, size: int) -> list[Example]:
-        return [Example(f"it was {(POS if i % 2 else NEG)[(i // 2 + offset) % 4]} .", i % 2) for i in range(size)]
-
-    return Task(name="synthetic", verbalizers=[" terrible", " great"], train=split(0, 16), dev=split(1, 16),
-                test=split(2, 32))
+    return word_sentiment_task(16)
 
 
 def make(method: str, tiny_lm, task: Task, out: Path | None, *, seed: int = 0, checkpoint_every: float = 0,
@@ -114,7 +109,7 @@ def test_killed_and_resumed_run_ends_as_an_uninterrupted_one(tiny_lm, task, tmp_
     assert stopped.status == "interrupted" and stopped.budget.used < budget
     saved = load_checkpoint(tmp_path / "run")
     assert saved is not None and saved[1]["status"] == "running"
-    assert 0 < saved[1]["budget"]["spent"]["prompt_evals"] < budget
+    assert 0 < saved[1]["budget"]["spent"]["example_evals"] / len(task.texts("train")) < budget
     # only safetensors and JSON in the checkpoint: nothing that unpickles
     assert sorted(p.name for p in (tmp_path / "run" / FOLDER).iterdir()) == ["state.json", "state.safetensors"]
 
@@ -164,7 +159,7 @@ def test_sb3_agents_restore_their_networks_and_continue(tiny_lm, task, tmp_path,
         stopped.learn(budget, progress=False)
     tensors, meta = load_checkpoint(tmp_path / "run")
     fresh = make(method, tiny_lm, task, tmp_path / "other")
-    fresh.budget = Budget(fresh.engine, budget)
+    fresh.budget = Budget(fresh.engine, budget, examples_per_eval=len(task.texts("train")))
     fresh.restore_state(tensors, meta)
     params = unflatten_state(meta["sb3"]["params"], tensors)
     after = fresh.model.policy.state_dict()
@@ -280,23 +275,18 @@ def test_same_seed_same_result_on_cpu(tiny_lm, task, method):
 # -- `rlprompt train` killed with SIGKILL and resumed -----------------------------------------------
 
 
-def _write_split(path: Path, n: int, offset: int) -> Path:
-    rows = ["sentence\tlabel"] + [f"it was {(POS if i % 2 else NEG)[(i // 2 + offset) % 4]} .\t{i % 2}"
-                                  for i in range(n)]
+def _write_split(path: Path, examples: list[Example]) -> Path:
+    rows = ["sentence\tlabel"] + [f"{e.text}\t{e.label}" for e in examples]
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path
 
 
-def test_train_killed_with_sigkill_resumes_to_the_uninterrupted_result(tiny_lm, tmp_path):
-    model = tmp_path / "model"
-    tiny_lm.model.save_pretrained(model)
-    tiny_lm.tokenizer.save_pretrained(model)
-    files = [_write_split(tmp_path / f"{name}.tsv", n, off) for name, n, off in
-             (("train", 16, 0), ("dev", 16, 1), ("test", 32, 2))]
+def test_train_killed_with_sigkill_resumes_to_the_uninterrupted_result(tiny_model_dir, task, tmp_path):
+    files = [_write_split(tmp_path / f"{name}.tsv", task.split(name)) for name in ("train", "dev", "test")]
     budget = 400
 
     def command(out: Path, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "rlprompt.cli", "train", "--model", str(model), "--task", "sst-2",
+        return [sys.executable, "-m", "rlprompt.cli", "train", "--model", str(tiny_model_dir), "--task", "sst-2",
                 "--train-file", str(files[0]), "--dev-file", str(files[1]), "--test-file", str(files[2]),
                 "--verbalizers", " terrible", " great", "--agent", "sql", "--budget", str(budget), "--seed", "3",
                 "--set", "batch_size=8", "--set", "checkpoint_every=0", "--progress", "off", "--out", str(out),
@@ -343,15 +333,12 @@ def test_train_killed_with_sigkill_resumes_to_the_uninterrupted_result(tiny_lm, 
         json.loads((tmp_path / "whole" / "prompt.json").read_text())["tokens"]
 
 
-def test_tune_resume_flag(tiny_lm, task, tmp_path, capsys):
+def test_tune_resume_flag(tiny_model_dir, task, tmp_path, capsys):
     """`rlprompt tune --resume` continues a finished or stopped run; it needs --out."""
     from rlprompt import cli
 
-    model = tmp_path / "model"
-    tiny_lm.model.save_pretrained(model)
-    tiny_lm.tokenizer.save_pretrained(model)
     out = tmp_path / "tune"
-    args = ["tune", "--model", str(model), "--method", "random", "--budget", "30", "--batch-size", "8",
+    args = ["tune", "--model", str(tiny_model_dir), "--method", "random", "--budget", "30", "--batch-size", "8",
             "--no-progress", "--no-project"]
     assert cli.main([*args, "--resume"]) == 2
     assert "--resume needs --out" in capsys.readouterr().err

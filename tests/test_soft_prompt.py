@@ -126,10 +126,13 @@ def test_budget_is_exact(tiny_lm, task, limit):
     agent.learn(limit, progress=False)
     s = agent.summary()
     steps = agent.extra.get("steps", 0)
-    # 1 initial dev evaluation + 2 per step (forward + backward) + 1 per later dev evaluation
-    assert s.prompt_evals == 2 * steps + len(agent.tracker.curve) <= limit
-    assert limit - s.prompt_evals < 3  # stops only when a step and its evaluation no longer fit
-    assert s.prompt_evals - steps == (eng.counters - before).prompt_evals  # backward passes are charged on top
+    # 32 training examples in batches of 16: a step (forward + backward) costs 2 * 16/32 = 1; every
+    # dev evaluation (32 examples, the initial one included) costs 32/32 = 1.
+    assert s.prompt_evals == steps + len(agent.tracker.curve) <= limit
+    assert limit - s.prompt_evals < 2  # stops only when a step and its evaluation no longer fit
+    assert s.example_evals == 32 * s.prompt_evals
+    forward = (eng.counters - before).example_evals  # the backward passes are charged on top
+    assert s.example_evals - forward == 16 * steps
     assert s.backward_tokens > 0 or steps == 0
 
 
@@ -214,7 +217,7 @@ def test_n_tokens_beyond_the_context(tiny_lm, task):
 
 def test_bad_budget_and_unknown_method(tiny_lm, task):
     with pytest.raises(ConfigError, match="budget must be a positive number of prompt evaluations, got 0"):
-        Budget(engine_for(tiny_lm, task), 0)
+        Budget(engine_for(tiny_lm, task), 0, examples_per_eval=4)
     with pytest.raises(ConfigError, match="unknown method 'sof-prompt'; did you mean 'soft-prompt'"):
         get_agent_class("sof-prompt")
 

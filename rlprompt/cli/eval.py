@@ -49,7 +49,7 @@ def run_eval(args: argparse.Namespace) -> int:
     )
     names = task.label_names
     print(f"task {task.name} ({task.source}), split {args.split}, {results[0].n_examples} examples, "
-          f"model {engine.lm.name} on {engine.lm.device}, reward {results[0].reward_name}")
+          f"model {engine.lm.name} on {engine.lm.device} ({engine.lm.dtype_name}), reward {results[0].reward_name}")
     header = f"{'prompt':<32} {'accuracy':>8} {'balanced':>8} {'reward':>12}  per class"
     print(header)
     for r in results:
@@ -60,6 +60,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.out is not None:
         write_json(args.out, {
             "task": task.name, "source": task.source, "split": args.split, "model": engine.lm.name,
+            "dtype": engine.lm.dtype_name,
             "template": task.template, "verbalizers": list(task.verbalizers), "label_names": list(names),
             "results": [r.as_dict() for r in results], "counters": engine.counters.as_dict(),
         })

@@ -174,6 +174,7 @@ def print_summary(summary: Any, out: Path) -> None:
     print(f"best prompt {summary.prompt!r}")
     print(f"dev acc     {dev}")
     print(f"test acc    {test}")
-    print(f"spent       {summary.prompt_evals} of {summary.budget} prompt evaluations, "
-          f"{summary.forward_tokens} LM forward tokens, {summary.wall_seconds:.1f} s")
+    print(f"spent       {summary.prompt_evals:.1f} of {summary.budget} prompt evaluations, "
+          f"{summary.forward_tokens} + {summary.backward_tokens} LM forward + backward tokens, "
+          f"{summary.dtype}, {summary.wall_seconds:.1f} s")
     print(f"wrote       {out}")

@@ -184,8 +184,8 @@ def _print_summary(s: Any, args: argparse.Namespace) -> None:
     proj = s.extra.get("projection")
     if proj:
         print(f"nearest tokens ({proj['metric']}): {proj['text']!r} keep test accuracy {proj['test_accuracy']:.4f}")
-    print(f"spent {s.prompt_evals}/{s.budget} prompt evaluations, LM tokens {s.forward_tokens} forward + "
-          f"{s.backward_tokens} backward, {s.wall_seconds:.1f} s")
+    print(f"spent {s.prompt_evals:.1f}/{s.budget} prompt evaluations, LM tokens {s.forward_tokens} forward + "
+          f"{s.backward_tokens} backward, {s.dtype}, {s.wall_seconds:.1f} s")
     if args.out is not None:
         print(f"wrote {args.out}/summary.json")
     if args.export_peft is not None:

@@ -137,7 +137,7 @@ def _line(record: dict[str, Any]) -> str:
         return f"{record['method']} seed {record['seed']}: {status}: {record.get('error') or record.get('message')}"
     test = record.get("test_accuracy")
     return (f"{record['method']} seed {record['seed']}: dev {record.get('dev_accuracy', float('nan')):.3f}, "
-            f"test {'n/a' if test is None else f'{test:.3f}'}, {record.get('prompt_evals')} evals, "
+            f"test {'n/a' if test is None else f'{test:.3f}'}, {float(record.get('prompt_evals') or 0):.1f} evals, "
             f"{float(record.get('wall_seconds') or 0):.0f} s, prompt {record.get('prompt')!r}")
 
 

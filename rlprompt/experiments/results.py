@@ -122,15 +122,18 @@ def _cell(text: str) -> str:
 def summary_table(rows: Sequence[MethodRow], task: str) -> list[str]:
     """The Markdown table: one row per method; test accuracy mean (std) over seeds."""
     lines = [
-        f"| method | {task} test acc % mean (std) | dev acc % | seeds | prompt evals | LM fwd tokens | wall s "
-        "| best prompt (on dev) |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| method | {task} test acc % mean (std) | dev acc % | seeds | prompt evals | LM fwd+bwd tokens | dtype "
+        "| wall s | best prompt (on dev) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         test, test_sd = row.mean_std("test_accuracy")
         dev, _ = row.mean_std("dev_accuracy")
         evals, _ = row.mean_std("prompt_evals")
-        toks, _ = row.mean_std("forward_tokens")
+        fwd, _ = row.mean_std("forward_tokens")
+        bwd, _ = row.mean_std("backward_tokens")
+        toks = fwd + (0.0 if math.isnan(bwd) else bwd)
+        dtypes = ",".join(sorted({str(r.get("dtype")) for r in row.runs if r.get("dtype")})) or "n/a"
         wall, _ = row.mean_std("wall_seconds")
         best = row.best_run
         prompt = "" if best is None else (_short(repr(best.get("prompt"))) if best.get("prompt_kind") == "discrete"
@@ -139,10 +142,14 @@ def summary_table(rows: Sequence[MethodRow], task: str) -> list[str]:
         seeds = f"{len(row.runs)}" + (f" (+{len(row.failed)} failed)" if row.failed else "")
         lines.append(
             f"| {row.method} | {_pct(test, test_sd)} | {_pct(dev)} | {seeds} | "
-            f"{'n/a' if math.isnan(evals) else f'{evals:.0f}'} | {'n/a' if math.isnan(toks) else f'{toks:.3g}'} | "
-            f"{'n/a' if math.isnan(wall) else f'{wall:.0f}'} | {_cell(prompt)} |"
+            f"{'n/a' if math.isnan(evals) else f'{evals:.1f}'} | {'n/a' if math.isnan(toks) else f'{toks:.3g}'} | "
+            f"{dtypes} | {'n/a' if math.isnan(wall) else f'{wall:.0f}'} | {_cell(prompt)} |"
         )
     return lines
+
+
+def _evals(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):.1f}"
 
 
 def write_summary(folder: str | Path, config: Any, records: Sequence[dict[str, Any]]) -> Path:
@@ -165,7 +172,7 @@ def write_summary(folder: str | Path, config: Any, records: Sequence[dict[str, A
             test = r.get("test_accuracy")
             lines.append(f"| {r['method']} | {r['seed']} | {r.get('status')} | "
                          f"{'n/a' if dev is None else f'{100 * dev:.1f}'} | "
-                         f"{'n/a' if test is None else f'{100 * test:.1f}'} | {r.get('prompt_evals', 'n/a')} | "
+                         f"{'n/a' if test is None else f'{100 * test:.1f}'} | {_evals(r.get('prompt_evals'))} | "
                          f"{float(r.get('wall_seconds') or 0):.0f} | {_cell(str(what))} |")
     path = Path(folder) / SUMMARY
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))

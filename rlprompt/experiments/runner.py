@@ -142,12 +142,13 @@ def _run_manual(config: CompareConfig, method: str, seed: int, run_dir: Path, pr
     best = max(range(len(prompts)), key=lambda i: (dev[i].accuracy, -i))
     test = _test_accuracy(evaluate_prompts(engine, task, [prompts[best]], split="test",
                                            max_examples=config.test_examples)[0])
+    evals = round(spent.example_evals / len(task.texts("train")), 3)  # the budget's unit
     return {
         "status": "completed", "prompt_kind": "discrete", "prompt": prompts[best], "artefact": None,
-        "dev_accuracy": dev[best].accuracy, **test,
-        "prompt_evals": int(spent.prompt_evals), "forward_tokens": int(spent.forward_tokens),
-        "backward_tokens": 0, "wall_seconds": round(wall, 3),
-        "curve": [[int(spent.prompt_evals), dev[best].accuracy]],
+        "dev_accuracy": dev[best].accuracy, **test, "dtype": engine.lm.dtype_name,
+        "prompt_evals": evals, "example_evals": int(spent.example_evals),
+        "forward_tokens": int(spent.forward_tokens), "backward_tokens": 0, "wall_seconds": round(wall, 3),
+        "curve": [[evals, dev[best].accuracy]],
         "options": {"prompts": prompts}, "candidates": {p: r.accuracy for p, r in zip(prompts, dev, strict=True)},
     }
 
@@ -165,8 +166,9 @@ def _run_agent(config: CompareConfig, method: str, seed: int, run_dir: Path, pro
         "status": summary.status, "message": summary.message, "prompt_kind": summary.prompt_kind,
         "prompt": summary.prompt, "artefact": None, "dev_accuracy": summary.dev_accuracy,
         "test_accuracy": None, "test_balanced_accuracy": None, "test_examples": 0,
-        "prompt_evals": summary.prompt_evals, "forward_tokens": summary.forward_tokens,
-        "backward_tokens": summary.backward_tokens, "wall_seconds": summary.wall_seconds,
+        "prompt_evals": summary.prompt_evals, "example_evals": summary.example_evals, "dtype": summary.dtype,
+        "forward_tokens": summary.forward_tokens, "backward_tokens": summary.backward_tokens,
+        "wall_seconds": summary.wall_seconds,
         "curve": [[p["prompt_evals"], p["best_dev_accuracy"]] for p in summary.curve],
         "options": summary.config,
     }

@@ -64,6 +64,11 @@ class FrozenLM:
         return next(self.model.parameters()).dtype
 
     @property
+    def dtype_name(self) -> str:
+        """The weights' dtype as reports show it: ``"bfloat16"``, ``"float32"``."""
+        return str(self.dtype).removeprefix("torch.")
+
+    @property
     def max_length(self) -> int:
         """The longest context the model accepts (positions)."""
         cfg = self.model.config

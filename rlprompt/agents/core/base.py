@@ -166,7 +166,9 @@ class BaseAgent(Resumable, ABC):
         """
         from rlprompt.agents.core.checkpoint import restore_global_rng_state
 
-        self.budget = budget if isinstance(budget, Budget) else Budget(self.engine, budget)
+        if not isinstance(budget, Budget):
+            budget = Budget(self.engine, budget, examples_per_eval=len(self.task.texts("train")))
+        self.budget = budget
         found = self._checkpoint_to_resume(resume)
         progress = sys.stderr.isatty() if progress is None else progress
         self._t0 = time.perf_counter()
@@ -195,7 +197,7 @@ class BaseAgent(Resumable, ABC):
                 self._learn()
             if self.status == "running":
                 self.status = "completed"
-                self.message = f"spent {self.budget.used} of {self.budget.limit} prompt evaluations"
+                self.message = f"spent {self.budget.used:.1f} of {self.budget.limit} prompt evaluations"
             self.save_checkpoint()
         except KeyboardInterrupt:
             self.status = "interrupted"
@@ -275,7 +277,8 @@ class BaseAgent(Resumable, ABC):
         best = self.tracker.best
         train = math.nan if train_scores is None else float(max(train_scores))
         point = CurvePoint(
-            prompt_evals=int(spent.prompt_evals), forward_tokens=int(spent.forward_tokens),
+            prompt_evals=round(self.budget.used, 3) if self.budget is not None else 0.0,
+            forward_tokens=int(spent.forward_tokens),
             backward_tokens=int(spent.backward_tokens), seconds=round(time.perf_counter() - self._t0, 3),
             dev_accuracy=float(max(acc)), best_dev_accuracy=best.dev_accuracy if best else math.nan,
             train_score=train,
@@ -324,12 +327,14 @@ class BaseAgent(Resumable, ABC):
         test_eval = self.evaluate("test") if (test and best is not None) else None
         return RunSummary(
             method=self.name, task=self.task.name, model=self.engine.lm.name, status=self.status,
+            dtype=self.engine.lm.dtype_name,
             message=self.message, prompt_kind=self.prompt_kind, prompt=best.text if best else None,
             dev_accuracy=best.dev_accuracy if best else None,
             test_accuracy=test_eval.accuracy if test_eval else None,
             test_balanced_accuracy=test_eval.balanced_accuracy if test_eval else None,
             budget=self.budget.limit if self.budget else 0,
-            prompt_evals=int(spent.prompt_evals) if spent else 0,
+            prompt_evals=round(self.budget.used, 3) if self.budget is not None else 0.0,
+            example_evals=int(spent.example_evals) if spent else 0,
             forward_tokens=int(spent.forward_tokens) if spent else 0,
             backward_tokens=int(spent.backward_tokens) if spent else 0,
             wall_seconds=round(self.wall_seconds, 3), engine_seconds=round(spent.seconds, 3) if spent else 0.0,

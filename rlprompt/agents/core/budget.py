@@ -2,41 +2,55 @@
 
 How every method is charged (the one rule the comparison rests on)
 ------------------------------------------------------------------
-- The unit is the **prompt evaluation**: one prompt scored on one batch of examples
-  costs 1, whatever the batch size (that is what :class:`~rlprompt.lm.EngineCounters`
-  counts in ``prompt_evals``).
-- Everything an agent scores while it learns counts: training batches, candidates,
-  and the dev-set evaluations used for best-on-dev selection and early stopping.
-- A **gradient step** is a forward on a batch (counted by the engine) plus its
-  backward, charged here as a second prompt evaluation: **2 per soft prompt per step**.
-  The backward costs about as much compute as the forward, so a gradient method pays for
-  what it gets.
-- Work the engine does not see is charged with :meth:`Budget.charge`: the backward
-  pass above, and LM tokens spent *sampling* prompts (LM-prior sampling), which cost no
-  prompt evaluation (no task example is read) but count as forward tokens.
-- The final test evaluation is not charged: :meth:`Budget.close` freezes the totals
-  when learning ends.
+- The unit is the **prompt evaluation**: one prompt scored on the whole training split.
+  A call on k of the n training examples costs k/n, so the budget is really a count of
+  (prompt, example) pairs read out, the engine's ``example_evals``, divided by n. Equal
+  budgets therefore mean equal example evaluations for every method: a PPO episode scored
+  on 16 of 32 examples costs 0.5, a prompt grown one token at a time with a read-out at each
+  of its T steps costs T.
+- Everything an agent scores while it learns counts: training batches, candidates, and the
+  dev-set evaluations used for best-on-dev selection (a dev split of n examples costs 1).
+- A **gradient step** is a forward on a batch (counted by the engine) plus its backward,
+  charged here as the same number of example evaluations again: a step on b of n examples
+  costs 2b/n. The backward costs about as much compute as the forward.
+- Work the engine does not see is charged with :meth:`Budget.charge`: the backward pass
+  above, and LM tokens spent *sampling* prompts (LM-prior sampling, soft Q-learning), which
+  read no task example (no prompt evaluation) but count as forward tokens.
+- The final test evaluation is not charged: :meth:`Budget.close` freezes the totals when
+  learning ends.
+
+Budgets may be fractional; reports show them with one decimal.
 """
 
 from __future__ import annotations
 
+import math
+
 from rlprompt.errors import ConfigError
 from rlprompt.lm.counters import EngineCounters
 
+_EPS = 1e-9  # float slack when counting what still fits
+
 
 class Budget:
-    """A limit on prompt evaluations, measured on an engine's counters.
+    """A limit on prompt evaluations (whole-training-split equivalents), measured on an
+    engine's counters.
 
     :param engine: the :class:`~rlprompt.lm.ScoringEngine` the agent scores with.
-    :param limit: prompt evaluations allowed (at least 1).
-    :raises ConfigError: ``limit`` is not a positive integer.
+    :param limit: prompt evaluations allowed (a positive number).
+    :param examples_per_eval: the size n of the training split: n example evaluations make
+        one prompt evaluation.
+    :raises ConfigError: ``limit`` or ``examples_per_eval`` is not positive.
     """
 
-    def __init__(self, engine: object, limit: int) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+    def __init__(self, engine: object, limit: float, *, examples_per_eval: int) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0 or math.isinf(limit):
             raise ConfigError(f"budget must be a positive number of prompt evaluations, got {limit!r}")
+        if isinstance(examples_per_eval, bool) or not isinstance(examples_per_eval, int) or examples_per_eval < 1:
+            raise ConfigError(f"examples_per_eval must be a positive integer, got {examples_per_eval!r}")
         self.engine = engine
         self.limit = limit
+        self.examples_per_eval = examples_per_eval
         self.extra = EngineCounters()
         self._start = engine.counters.copy()  # type: ignore[attr-defined]
         self._closed: EngineCounters | None = None
@@ -51,32 +65,49 @@ class Budget:
         return spent
 
     @property
-    def used(self) -> int:
-        """Prompt evaluations spent so far."""
-        return int(self.spent().prompt_evals)
+    def used(self) -> float:
+        """Prompt evaluations spent so far (example evaluations / training-split size)."""
+        return self.spent().example_evals / self.examples_per_eval
 
     @property
-    def remaining(self) -> int:
+    def remaining(self) -> float:
         """Prompt evaluations left (never negative)."""
-        return max(0, self.limit - self.used)
+        return max(0.0, self.limit - self.used)
 
     @property
     def exhausted(self) -> bool:
-        return self.remaining == 0
+        """True when not even one more example evaluation fits."""
+        return self.remaining * self.examples_per_eval < 1 - _EPS
 
-    def take(self, wanted: int) -> int:
-        """How many of ``wanted`` prompt evaluations still fit (0 when spent)."""
-        return max(0, min(int(wanted), self.remaining))
+    def room(self, n_examples: int | None = None) -> int:
+        """How many more prompts scored on ``n_examples`` examples each fit (default: the whole
+        training split, i.e. whole prompt evaluations)."""
+        n = self.examples_per_eval if n_examples is None else n_examples
+        if n < 1:
+            return 0
+        left = self.limit * self.examples_per_eval - self.spent().example_evals
+        return max(0, math.floor(left / n + _EPS))
 
-    def charge(self, *, prompt_evals: int = 0, forward_tokens: int = 0, backward_tokens: int = 0,
-               forward_calls: int = 0) -> None:
+    def cost(self, n_prompts: int, n_examples: int) -> float:
+        """What scoring ``n_prompts`` prompts on ``n_examples`` examples each costs."""
+        return n_prompts * n_examples / self.examples_per_eval
+
+    def take(self, wanted: int, n_examples: int | None = None) -> int:
+        """How many of ``wanted`` prompts (scored on ``n_examples`` each) still fit (0 when spent)."""
+        return max(0, min(int(wanted), self.room(n_examples)))
+
+    def charge(self, *, example_evals: int = 0, prompt_evals: int = 0, forward_tokens: int = 0,
+               backward_tokens: int = 0, forward_calls: int = 0) -> None:
         """Add a cost the engine did not count (a backward pass, sampling tokens).
 
-        :param prompt_evals: prompt evaluations to add (a backward pass: 1 per soft prompt).
+        :param example_evals: (prompt, example) pairs to add (a backward pass on a batch of b
+            examples: b per soft prompt); this is what the budget counts.
+        :param prompt_evals: prompt read-outs to add to the raw counter (not the budget).
         :param forward_tokens: LM positions run forward outside the engine.
         :param backward_tokens: LM positions back-propagated outside the engine.
         :param forward_calls: LM forward calls outside the engine.
         """
+        self.extra.example_evals += example_evals
         self.extra.prompt_evals += prompt_evals
         self.extra.forward_tokens += forward_tokens
         self.extra.backward_tokens += backward_tokens
@@ -99,4 +130,4 @@ class Budget:
             self._closed = self.spent()
 
     def __repr__(self) -> str:
-        return f"Budget(used={self.used}, limit={self.limit})"
+        return f"Budget(used={self.used:.1f}, limit={self.limit})"

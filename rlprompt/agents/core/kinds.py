@@ -25,7 +25,6 @@ from rlprompt.lm.template import Placement
 
 if TYPE_CHECKING:
     from rlprompt.lm import ScoringEngine
-    from rlprompt.rewards.evaluate import PromptEvaluation
     from rlprompt.tasks import Task
 
 A = TypeVar("A", bound=BaseAgent)
@@ -61,13 +60,6 @@ class DiscreteAgent(BaseAgent):
     def predict(self) -> list[int]:
         """Token ids of the prompt selected on dev (``self.describe(ids)`` reads it)."""
         return list(super().predict())
-
-    def evaluate(self, split: str = "test", prompt: Sequence[int] | None = None,
-                 chunk_size: int = 256) -> PromptEvaluation:
-        from rlprompt.rewards.evaluate import evaluate_prompts
-
-        prompt = self.predict() if prompt is None else list(prompt)
-        return evaluate_prompts(self.engine, self.task, [prompt], split=split, chunk_size=chunk_size)[0]
 
     def save(self, path: str | Path) -> Path:
         from rlprompt.io import write_json

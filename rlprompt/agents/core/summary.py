@@ -14,6 +14,7 @@ class RunSummary:
     :param method: agent name (``"soft-prompt"``, ``"cma"``, ...).
     :param task: task name.
     :param model: the task LM's name.
+    :param dtype: the dtype the task LM ran in (``"bfloat16"``, ``"float32"``).
     :param status: ``"completed"``, ``"early-stopped"``, ``"non-finite-loss"``, ``"interrupted"``,
         ``"failed"`` (an error ended learning; ``message`` names it).
     :param message: a line about how it ended.
@@ -23,7 +24,9 @@ class RunSummary:
     :param test_accuracy: its test accuracy (None when not evaluated).
     :param test_balanced_accuracy: its class-balanced test accuracy.
     :param budget: the prompt-evaluation limit.
-    :param prompt_evals: prompt evaluations spent (dev selection included).
+    :param prompt_evals: prompt evaluations spent (dev selection included), in whole-training-split
+        equivalents (see :mod:`rlprompt.agents.core.budget`).
+    :param example_evals: (prompt, example) pairs read out (the budget's own count).
     :param forward_tokens: LM forward tokens spent while learning.
     :param backward_tokens: LM backward tokens spent while learning.
     :param wall_seconds: wall time of learning.
@@ -37,6 +40,7 @@ class RunSummary:
     method: str
     task: str
     model: str
+    dtype: str
     status: str
     message: str
     prompt_kind: str
@@ -44,8 +48,9 @@ class RunSummary:
     dev_accuracy: float | None
     test_accuracy: float | None
     test_balanced_accuracy: float | None
-    budget: int
-    prompt_evals: int
+    budget: float
+    prompt_evals: float
+    example_evals: int
     forward_tokens: int
     backward_tokens: int
     wall_seconds: float

@@ -29,7 +29,7 @@ class Candidate:
     dev_accuracy: float
     dev_score: float
     train_score: float | None = None
-    prompt_evals: int = 0
+    prompt_evals: float = 0
 
     @property
     def key(self) -> tuple[float, float]:
@@ -51,7 +51,7 @@ class CurvePoint:
     :param train_score: the agent's training signal at that point (loss, reward), or NaN.
     """
 
-    prompt_evals: int
+    prompt_evals: float
     forward_tokens: int
     backward_tokens: int
     seconds: float

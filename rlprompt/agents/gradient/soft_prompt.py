@@ -11,8 +11,9 @@ stays frozen. Two placements:
   backward per example. Export it with :meth:`SoftAgent.export_peft` and
   ``PeftModel.from_pretrained`` gives the same scores.
 
-Budget: a step is one forward on a batch (1 prompt evaluation) plus its backward (1
-more): 2 per step; each dev evaluation costs 1 (see :mod:`rlprompt.agents.core.budget`).
+Budget: a step is one forward on a batch of b of the n training examples (b/n prompt
+evaluations) plus its backward (b/n more); each dev evaluation costs n_dev/n (see
+:mod:`rlprompt.agents.core.budget`).
 The prompt is evaluated on dev before the first step and every ``eval_every`` steps; the
 best on dev is kept. A NaN/infinite loss stops training and keeps the best checkpoint.
 """
@@ -30,8 +31,6 @@ from rlprompt.agents.core.kinds import SoftAgent
 from rlprompt.agents.gradient.config import Init, Loss, Optimizer, SoftPromptConfig
 from rlprompt.lm.embeddings import sample_vocab_embeddings, text_embeddings
 from rlprompt.lm.engine import NonFiniteScoresError
-
-STEP_COST = 2  # prompt evaluations per gradient step: the forward and the backward
 
 
 class SoftPromptTuning(SoftAgent):
@@ -130,8 +129,11 @@ class SoftPromptTuning(SoftAgent):
             self.safe_point()
         soft, optimizer, gen = self._soft, self._optimizer_obj, self._gen
         best = self.tracker.best.dev_accuracy
-        while self._step < max_steps and budget.remaining >= STEP_COST + 1:  # room for a step and a dev eval
-            # -- one step: forward on a batch (1 eval), backward (1 eval), update --------
+        # A step costs its forward and its backward on `batch` examples; keep room for a dev evaluation.
+        step_cost = 2 * budget.cost(1, batch)
+        dev_cost = budget.cost(1, len(self._dev_texts))
+        while self._step < max_steps and budget.remaining + 1e-9 >= step_cost + dev_cost:
+            # -- one step: forward on a batch, backward (as many example evaluations), update --
             step = self._step
             if step % steps_per_epoch == 0 and step > 0:
                 self._batch_list = self._batches(len(texts), batch, gen, self._batch_list)
@@ -147,12 +149,12 @@ class SoftPromptTuning(SoftAgent):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            budget.charge(prompt_evals=1)  # the backward pass
+            budget.charge(example_evals=len(idx), prompt_evals=1)  # the backward pass
             step = self._step = step + 1
             self.extra["steps"] = step
             self.tick(loss.item())
             # -- dev evaluation, best checkpoint, early stopping -------------------------
-            if step % eval_every == 0 or step == max_steps or budget.remaining < STEP_COST + 1:
+            if step % eval_every == 0 or step == max_steps or budget.remaining + 1e-9 < step_cost + dev_cost:
                 try:
                     self.evaluate_dev(soft.detach().unsqueeze(0), train_scores=[-loss.item()])
                 except NonFiniteScoresError:

@@ -101,10 +101,10 @@ class CMAES(SoftAgent):
         es, gate = self._es, self._gate
         reward = get_reward(cfg.reward)
         texts, labels = self.task.texts("train"), self.task.label_tensor("train").to(device)
-        while budget.remaining > 0:
+        while budget.room() > 0:
             # -- ask, score on train (popsize prompt evaluations), tell --------------------
             zs = es.ask()
-            n = train_room(budget.remaining, len(zs), cfg.dev_top_k)
+            n = train_room(budget.room(), len(zs), cfg.dev_top_k)
             prompts = to_prompts(zs[:n])
             train = reward(self.score(prompts, texts), labels).rewards.tolist()
             if n == len(zs):
@@ -116,7 +116,7 @@ class CMAES(SoftAgent):
                 self._history.append(None)
             self.tick(max(train))
             # -- the promising ones on dev ------------------------------------------------
-            chosen = gate.admit(train)[: budget.remaining]
+            chosen = gate.admit(train)[: budget.room(len(self._dev_texts))]
             if chosen:
                 self.evaluate_dev(prompts[chosen], train_scores=[train[i] for i in chosen])
             if n < len(zs):

@@ -75,13 +75,13 @@ class DiscreteSearch(DiscreteAgent):
         reward = get_reward(cfg.reward)
         texts, labels = self.task.texts("train"), self.task.label_tensor("train").to(self.engine.device)
         gate, seen = self._gate, self._seen
-        while budget.remaining > 0 and self._stale < STALL_ROUNDS:
-            proposals = self.propose(train_room(budget.remaining, cfg.batch_size, cfg.dev_top_k), self._rng)
+        while budget.room() > 0 and self._stale < STALL_ROUNDS:
+            proposals = self.propose(train_room(budget.room(), cfg.batch_size, cfg.dev_top_k), self._rng)
             if not proposals:
                 break
             prompts = []
             for p in proposals:
-                if tuple(p) not in seen and len(prompts) < train_room(budget.remaining, cfg.batch_size, cfg.dev_top_k):
+                if tuple(p) not in seen and len(prompts) < train_room(budget.room(), cfg.batch_size, cfg.dev_top_k):
                     seen.add(tuple(p))
                     prompts.append(list(p))
             self._stale = 0 if prompts else self._stale + 1
@@ -91,7 +91,7 @@ class DiscreteSearch(DiscreteAgent):
             train = reward(self.score(prompts, texts), labels).rewards.tolist()
             self.tick(max(train))
             # -- the promising ones on dev, while the budget lasts -------------------------
-            chosen = gate.admit(train)[: budget.remaining]
+            chosen = gate.admit(train)[: budget.room(len(self._dev_texts))]
             if chosen:
                 self.evaluate_dev([prompts[i] for i in chosen], train_scores=[train[i] for i in chosen])
             self.safe_point()

@@ -111,6 +111,8 @@ class GRPOAgent(DiscreteAgent):
         self.label_names = list(task.label_names or [v.strip() for v in task.verbalizers])
         # -- seeding: the agent's own draws (meta-prompts, training batches) ---------------------
         self.rng = np.random.default_rng(cfg.seed)
+        n = len(task.texts("train"))
+        self.train_batch_size = min(cfg.examples_per_episode or n, n)  # examples per scored prompt
         # -- the policy ------------------------------------------------------------------------
         tok = copy.deepcopy(source.tokenizer)  # the engine's tokenizer keeps its own settings
         tok.padding_side, tok.truncation_side = "left", "left"
@@ -248,9 +250,9 @@ class GRPOAgent(DiscreteAgent):
         self._charge_policy(metas, completion_ids)
         prompts = [self.prompt_of(self.completion_text(ids)) for ids in completion_ids]
         new = list(dict.fromkeys(p for p in prompts if p not in self.seen))
-        paid = new[: budget.remaining]
+        texts, labels = self._train_batch()
+        paid = new[: budget.room(len(texts))]
         if paid:
-            texts, labels = self._train_batch()
             logprobs = self.score([list(p) for p in paid], texts)
             scores = reward(logprobs, labels.to(logprobs.device)).rewards.tolist()
             self.seen.update(zip(paid, (float(s) for s in scores), strict=True))
@@ -259,7 +261,7 @@ class GRPOAgent(DiscreteAgent):
         neutral = statistics.fmean(known) if known else 0.0
         rewards = [self.seen.get(p, neutral) for p in prompts]
         # -- the promising new prompts on dev, while the budget lasts ----------------------------
-        chosen = self._gate.admit([self.seen[p] for p in paid])[: budget.remaining]
+        chosen = self._gate.admit([self.seen[p] for p in paid])[: budget.room(len(self._dev_texts))]
         if chosen:
             picked = [paid[i] for i in chosen]
             self.evaluate_dev([list(p) for p in picked], train_scores=[self.seen[p] for p in picked])
@@ -283,7 +285,7 @@ class GRPOAgent(DiscreteAgent):
             generation["suppress_tokens"] = self.suppress_ids
         # Each step writes at least one new prompt or counts as stale, so the budget (or the
         # stale limit) ends training well before this bound.
-        max_steps = cfg.max_steps or budget.limit * (STALL_ROUNDS + 1)
+        max_steps = cfg.max_steps or math.ceil(budget.limit * len(self.task.texts("train"))) * (STALL_ROUNDS + 1)
         return trainer_config(
             output_dir=str(folder), seed=cfg.seed, data_seed=cfg.seed, use_cpu=not on_cuda,
             bf16=bool(bf16), fp16=False, gradient_checkpointing=cfg.gradient_checkpointing,
@@ -332,8 +334,8 @@ class GRPOAgent(DiscreteAgent):
         finally:
             if logger is not None:
                 logger.close()
-        if self.stale >= STALL_ROUNDS and self.budget is not None and not self.budget.exhausted:
-            self.message = (f"stopped: no new prompt in {STALL_ROUNDS} steps; spent {self.budget.used} of "
+        if self.stale >= STALL_ROUNDS and self.budget is not None and self.budget.room(self.train_batch_size):
+            self.message = (f"stopped: no new prompt in {STALL_ROUNDS} steps; spent {self.budget.used:.1f} of "
                             f"{self.budget.limit} prompt evaluations")
             self.status = "early-stopped"
         last = self.history[-5:]

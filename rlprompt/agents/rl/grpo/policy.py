@@ -62,7 +62,7 @@ def budget_callback(agent: Any, logger: Any) -> Any:
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
             agent.steps = int(state.global_step)
             assert agent.budget is not None
-            if agent.budget.exhausted or agent.stale >= STALL_ROUNDS:
+            if agent.budget.room(agent.train_batch_size) == 0 or agent.stale >= STALL_ROUNDS:
                 control.should_training_stop = True
             return control
 

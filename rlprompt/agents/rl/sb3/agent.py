@@ -12,8 +12,9 @@ every step; learning stops before an episode batch would overrun the budget. Eac
 finished prompt's training score is known from the env; those entering the running top
 ``dev_top_k`` are scored on dev (1 prompt evaluation each) for best-on-dev selection, and
 what budget is left at the end goes to dev checks of the best-scored prompts not yet
-checked. A final-reward episode batch costs ``n_envs`` prompt evaluations plus 1 for the
-next batch's example cache (see :mod:`rlprompt.envs.core`); a dense one ``n_envs`` per step.
+checked. The budget counts the engine's example evaluations (:mod:`rlprompt.agents.core.budget`):
+a batch of ``n_envs`` final-reward episodes on k of n training examples costs n_envs * k / n;
+dense rewards or ``obs="hidden"`` read each prompt at every step, and cost that many times more.
 
 Logs: SB3's logger writes ``progress.csv`` (and TensorBoard event files when
 ``tensorboard`` is installed) into ``out_dir``. Saving: the prompt (JSON or safetensors,
@@ -132,6 +133,9 @@ class SB3Agent(BaseAgent):
         self.scored: dict[Any, tuple[Any, float]] = {}  # key -> (prompt, training score), not yet on dev
         self.on_dev: set[Any] = set()
         self.episodes = 0
+        self._batch_start: float | None = None  # budget used when the current episode batch began
+        self._last_batch_cost: float | None = None
+        self._dev_spent = 0.0
 
     # -- what a subclass provides -------------------------------------------------------------
 
@@ -179,13 +183,27 @@ class SB3Agent(BaseAgent):
             "net_arch": parse_layers(self.config.net_arch),
         }
 
-    def _episode_batch_cost(self) -> int:
-        n = self.config.n_envs
-        return n * self.config.prompt_length + n if self.config.reward_mode == "dense" else n + 1
+    def _episode_batch_cost(self) -> float:
+        """Prompt evaluations one batch of ``n_envs`` episodes costs: what the last batch cost
+        (the engine's example evaluations), or before the first an estimate: each episode's
+        prompt is read out once (final reward), at each of its T steps (dense), or at each step
+        and for the first observation (``obs="hidden"``: T + 1), on its episode's examples."""
+        if self._last_batch_cost is not None:
+            return self._last_batch_cost
+        cfg = self.config
+        reads = cfg.prompt_length if cfg.reward_mode == "dense" else 1
+        if cfg.obs == "hidden":
+            reads = cfg.prompt_length + 1
+        n_train = len(self.task.texts("train"))
+        return cfg.n_envs * reads * min(cfg.examples_per_episode or n_train, n_train) / n_train
 
     def _room_for_another_batch(self) -> bool:
         assert self.budget is not None
-        return self.budget.remaining >= self._episode_batch_cost()
+        used = self.budget.used
+        if self._batch_start is not None:
+            self._last_batch_cost = used - self._batch_start - self._dev_spent
+        self._batch_start, self._dev_spent = used, 0.0
+        return self.budget.remaining + 1e-9 >= self._episode_batch_cost()
 
     def _offer_finished(self, finals: list[tuple[dict[str, np.ndarray], float | None]]) -> None:
         """Finished prompts with their training scores: check the promising ones on dev."""
@@ -210,13 +228,15 @@ class SB3Agent(BaseAgent):
 
     def _to_dev(self, items: list[tuple[Any, Any, float]]) -> None:
         assert self.budget is not None
-        items = items[: self.budget.remaining]
+        items = items[: self.budget.room(len(self._dev_texts))]
         if not items:
             return
         for key, _, _ in items:
             self.on_dev.add(key)
             self.scored.pop(key, None)
+        before = self.budget.used
         self.evaluate_dev(self._stack([p for _, p, _ in items]), train_scores=[s for _, _, s in items])
+        self._dev_spent += self.budget.used - before  # not part of the episodes' cost
 
     def _stack(self, prompts: list[Any]) -> Any:
         return prompts
@@ -227,17 +247,18 @@ class SB3Agent(BaseAgent):
 
     def _learn(self) -> None:
         assert self.budget is not None
-        if self.budget.remaining < self._episode_batch_cost() + 1:
+        need = self._episode_batch_cost() + self.budget.cost(1, len(self._dev_texts))
+        if self.budget.remaining + 1e-9 < need:
             raise ConfigError(
-                f"a budget of {self.budget.remaining} prompt evaluations cannot pay for one batch of "
-                f"{self.config.n_envs} episodes ({self._episode_batch_cost() + 1}); raise the budget or lower n_envs"
+                f"a budget of {self.budget.remaining:.1f} prompt evaluations cannot pay for one batch of "
+                f"{self.config.n_envs} episodes and a dev check ({need:.1f}); raise the budget or lower n_envs"
             )
         self._setup_logger()
         self.model.learn(total_timesteps=10**12, callback=BudgetCallback(self), reset_num_timesteps=False,
                          progress_bar=False)
         # What is left goes to dev checks of the best-scored prompts not yet checked.
         rest = sorted(self.scored.items(), key=lambda kv: kv[1][1], reverse=True)
-        self._to_dev([(key, prompt, score) for key, (prompt, score) in rest[: self.budget.remaining]])
+        self._to_dev([(key, prompt, score) for key, (prompt, score) in rest])
         self.extra.update({"episodes": self.episodes, "timesteps": int(self.model.num_timesteps)})
 
     # -- checkpoints ------------------------------------------------------------------------

@@ -290,13 +290,14 @@ class SoftQLearning(DiscreteAgent):
             self._start_loop()
         gate, seen, on_dev = self._gate, self._seen, self._on_dev
         logger = self._logger()
-        while budget.remaining > 0 and self._stale < STALL_ROUNDS:
+        per_prompt = min(cfg.examples_per_episode or len(texts), len(texts))  # examples each prompt is scored on
+        while budget.room(per_prompt) > 0 and self._stale < STALL_ROUNDS:
             # -- 1. write a batch of prompts with the current policy -----------------------------
             prompts, hidden, actions = self.sample(cfg.batch_size)
-            # -- 2. score the new ones on the training examples (1 prompt evaluation each) ------
-            new = list(dict.fromkeys(tuple(p) for p in prompts if tuple(p) not in seen))[: budget.remaining]
+            # -- 2. score the new ones on the training examples (per_prompt / n evaluations each) -
+            new = list(dict.fromkeys(tuple(p) for p in prompts if tuple(p) not in seen))[: budget.room(per_prompt)]
             if new:
-                if cfg.examples_per_episode is not None and cfg.examples_per_episode < len(texts):
+                if per_prompt < len(texts):
                     idx = np.sort(self.rng.choice(len(texts), size=cfg.examples_per_episode, replace=False))
                     batch_texts, batch_labels = [texts[i] for i in idx], labels[torch.from_numpy(idx)]
                 else:
@@ -318,7 +319,7 @@ class SoftQLearning(DiscreteAgent):
             # -- 4. the promising new prompts on dev, while the budget lasts --------------------
             if new:
                 fresh = [p for p in new if p not in on_dev]
-                chosen = gate.admit([seen[p] for p in fresh])[: budget.remaining]
+                chosen = gate.admit([seen[p] for p in fresh])[: budget.room(len(self._dev_texts))]
                 if chosen:
                     picked = [fresh[i] for i in chosen]
                     on_dev.update(picked)
