@@ -27,7 +27,8 @@ def add_run_args(g: argparse._ArgumentGroup, default_out: str = "runs/compare-<t
     g.add_argument("--out", type=Path, help=f"output folder (default: {default_out})")
     g.add_argument("--force", action="store_true",
                    help="if --out holds another comparison, move its files aside into previous-<time>/")
-    g.add_argument("--test-examples", type=int, help="score selected prompts on the first N test examples only")
+    g.add_argument("--test-examples", type=int,
+                   help="score selected prompts on a seeded, label-stratified sample of N test examples")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="agents' progress bars (default: when stderr is a terminal)")
 

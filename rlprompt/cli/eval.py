@@ -20,7 +20,7 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--split", default="test", choices=["train", "dev", "test"])
     g.add_argument("--reward", default="accuracy",
                    help="reward: accuracy, log-likelihood, gap, balanced-accuracy, balanced-gap, or pkg.module:fn")
-    g.add_argument("--max-examples", type=int, help="evaluate on the first N examples only")
+    g.add_argument("--max-examples", type=int, help="evaluate on a seeded, label-stratified sample of N examples")
     g.add_argument("--soft-prompt", type=Path, metavar="PATH",
                    help="score a saved soft prompt (a .safetensors file or a PEFT prompt-tuning folder) "
                         "instead of --prompt")
@@ -48,7 +48,8 @@ def run_eval(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(), placement=placement,
     )
     names = task.label_names
-    print(f"task {task.name} ({task.source}), split {args.split}, {results[0].n_examples} examples, "
+    scope = "" if results[0].sample == "all" else f" ({results[0].sample})"
+    print(f"task {task.name} ({task.source}), split {args.split}, {results[0].n_examples} examples{scope}, "
           f"model {engine.lm.name} on {engine.lm.device} ({engine.lm.dtype_name}), reward {results[0].reward_name}")
     header = f"{'prompt':<32} {'accuracy':>8} {'balanced':>8} {'reward':>12}  per class"
     print(header)

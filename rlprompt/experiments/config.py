@@ -104,7 +104,8 @@ class CompareConfig:
     :param dtype: ``auto``, ``float32``, ``bfloat16``.
     :param prompt_length: tokens (or soft tokens) per prompt, for every method.
     :param reward: training reward for every method that takes one (None: each method's default).
-    :param test_examples: score the selected prompt on the first N test examples only (None: all).
+    :param test_examples: score the selected prompt on a seeded, label-stratified sample of N test
+        examples only (None: all).
     :param options: per-method option overrides, ``{method: {option: value}}``.
     :param manual_prompts: the prompts of ``manual`` (None: the task's own list).
     """

@@ -156,7 +156,7 @@ def write_summary(folder: str | Path, config: Any, records: Sequence[dict[str, A
     """Write ``summary.md``: the method table, then one line per run (failures with their error)."""
     rows = method_rows(records, config.methods)
     scope = ("the full test split" if config.test_examples is None
-             else f"the first {config.test_examples} test examples")
+             else f"a seeded (0), label-stratified sample of {config.test_examples} test examples")
     lines = [f"# Comparison: {config.task}, {config.model}", "",
              f"Budget {config.budget} prompt evaluations per run; seeds {', '.join(map(str, config.seeds))}; "
              f"{config.prompt_length}-token prompts; prompts selected on dev, accuracy on "

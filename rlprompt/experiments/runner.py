@@ -124,7 +124,7 @@ def run_one(config: CompareConfig, method: str, seed: int, out: str | Path, *,
 def _test_accuracy(evaluation: Any) -> dict[str, Any]:
     """The record's test fields from a :class:`~rlprompt.rewards.evaluate.PromptEvaluation`."""
     return {"test_accuracy": evaluation.accuracy, "test_balanced_accuracy": evaluation.balanced_accuracy,
-            "test_examples": evaluation.n_examples}
+            "test_examples": evaluation.n_examples, "test_sample": evaluation.sample}
 
 
 def _run_manual(config: CompareConfig, method: str, seed: int, run_dir: Path, progress: bool) -> dict[str, Any]:

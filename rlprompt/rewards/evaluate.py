@@ -18,6 +18,7 @@ from rlprompt.errors import ConfigError
 from rlprompt.rewards.base import Reward, RewardFn
 from rlprompt.rewards.metrics import class_accuracy
 from rlprompt.rewards.registry import get_reward
+from rlprompt.tasks.sampling import describe_sample, stratified_indices
 
 if TYPE_CHECKING:
     from rlprompt.lm import Prompt, ScoringEngine
@@ -39,6 +40,8 @@ class PromptEvaluation:
     :param diagnostics: the reward's extra numbers.
     :param seconds: wall time of the evaluation (shared by all prompts scored together).
     :param examples_per_s: (prompt, example) pairs scored per second.
+    :param sample: which examples: ``"all"``, or the seeded label-stratified sample taken when
+        ``max_examples`` is smaller than the split (see :mod:`rlprompt.tasks.sampling`).
     """
 
     prompt: str
@@ -52,6 +55,7 @@ class PromptEvaluation:
     diagnostics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     examples_per_s: float = 0.0
+    sample: str = "all"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN becomes None)."""
@@ -81,7 +85,7 @@ def evaluate_prompts(
     :param split: which split to evaluate on.
     :param reward: a reward spec for :func:`~rlprompt.rewards.get_reward`.
     :param chunk_size: examples per engine call (memory; progress granularity).
-    :param max_examples: evaluate on the first N examples only.
+    :param max_examples: evaluate on a seeded, label-stratified sample of N examples only.
     :param progress: show a progress bar on stderr.
     :param placement: where soft prompts go (``"suffix"``, the engine's and the agents' default,
         or ``"prefix"``); text prompts ignore it.
@@ -134,17 +138,21 @@ def evaluate_split(
     :param split: ``"train"``, ``"dev"`` or ``"test"``.
     :param reward: a reward spec for :func:`~rlprompt.rewards.get_reward`.
     :param chunk_size: examples per ``score`` call (bounds memory; progress granularity).
-    :param max_examples: evaluate on the first N examples only.
+    :param max_examples: evaluate on a seeded, label-stratified sample of N examples only (many
+        test files are sorted by label: their first N lines may be one class).
     :param progress: show a progress bar on stderr.
     :returns: one :class:`PromptEvaluation` per prompt.
     """
     reward_fn = get_reward(reward)
     texts = task.texts(split)
     labels = task.label_tensor(split)
+    sample = "all"
     if max_examples is not None:
-        if max_examples < 1:
-            raise ConfigError(f"max_examples must be at least 1, got {max_examples}")
-        texts, labels = texts[:max_examples], labels[:max_examples]
+        if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
+            raise ConfigError(f"max_examples must be a positive integer, got {max_examples!r}")
+        keep = stratified_indices(labels.tolist(), max_examples)
+        sample = describe_sample(len(keep), len(texts))
+        texts, labels = [texts[i] for i in keep], labels[torch.tensor(keep, dtype=torch.long)]
     start = time.perf_counter()
     parts = []
     bar = _progress(len(texts), f"eval {task.name}/{split}", progress)
@@ -165,7 +173,7 @@ def evaluate_split(
             per_class_accuracy=[float(a) for a in acc.per_class[p]], balanced_accuracy=float(acc.balanced[p]),
             reward=float(out.rewards[p]), reward_name=reward_fn.name,
             diagnostics={k: float(v[p]) for k, v in out.diagnostics.items()},
-            seconds=seconds, examples_per_s=rate,
+            seconds=seconds, examples_per_s=rate, sample=sample,
         )
         for p, name in enumerate(names)
     ]
