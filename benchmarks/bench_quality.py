@@ -1,0 +1,171 @@
+"""The quality protocol: every method on four tasks and three seeds at one budget.
+
+Tasks sst-2, sst-5, agnews and trec from the shared 16-shot folder; seeds 13, 21, 42;
+SmolLM2-135M; 5-token prompts; each task's default template and verbalizers; a budget of
+1,000 prompt evaluations per run (the budget unit: equal example evaluations for every
+method); best-on-dev selection. Test on the full test split of sst-2 (1,821), sst-5 (2,210)
+and trec (500); on agnews a seeded, label-stratified sample of 2,000 of its 7,600.
+
+Each task is one ``rlprompt compare`` folder under ``--out`` (default
+``benchmarks/results/quality/<task>``), so the protocol accumulates over several sittings:
+a re-run skips finished runs and continues interrupted ones. ``--report`` only reads what is
+there. Printed: per task a table of mean (std) test accuracy per method; the win matrix (in
+how many tasks method A's mean beats method B's); the targets of the RL issue; with
+``--json PATH`` the same figures as a flat JSON object. Each task's folder also holds its
+``summary.md`` and learning-curve plot ``curves.png``.
+
+Run: ``python benchmarks/bench_quality.py [--tasks sst-2] [--methods ...] [--report] [--json out.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+DEFAULT_DATA = BENCH.parents[1] / "shared" / "data" / "fsc16"
+DEFAULT_OUT = BENCH / "results" / "quality"
+TASKS = ["sst-2", "sst-5", "agnews", "trec"]
+TEST_SAMPLE = {"agnews": 2000}  # the rest: the full test split
+METHODS = ["manual", "random", "lm-prior", "cma", "soft-prompt", "sql", "ppo", "sac"]
+DISCRETE_RL = ["sql", "ppo", "grpo", "a2c", "maskable-ppo"]
+SOFT_RL = ["sac", "ppo-soft", "td3"]
+
+
+def run_task(task: str, args: argparse.Namespace) -> None:
+    from rlprompt.experiments import InProcessExecutor, compare
+    from rlprompt.experiments.config import CompareConfig
+
+    methods = list(args.methods) + (list(args.sst2_extra) if task == "sst-2" else [])
+    config = CompareConfig(
+        task=task, task_args={"data_dir": str(args.data_dir)}, seeds=list(args.seeds), methods=methods,
+        budget=args.budget, model=args.model, prompt_length=5, test_examples=TEST_SAMPLE.get(task),
+    )
+    start = time.perf_counter()
+    result = compare(config, args.out / task, executor=InProcessExecutor(), progress=args.progress)
+    print(f"[{task}] {result.ran} runs now, {result.skipped} already finished, {len(result.failed)} failed, "
+          f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+
+
+def read_task(folder: Path) -> dict[str, dict[str, Any]]:
+    """method -> {"tests": [...], "seeds": [...], "wall": [...]} from a task's results.jsonl."""
+    from rlprompt.experiments.results import ResultsLog
+    from rlprompt.experiments.runner import FINISHED
+
+    out: dict[str, dict[str, Any]] = {}
+    for (method, seed), r in sorted(ResultsLog(folder).latest().items()):
+        if r.get("status") not in FINISHED or r.get("test_accuracy") is None:
+            continue
+        row = out.setdefault(method, {"tests": [], "seeds": [], "wall": []})
+        row["tests"].append(100 * float(r["test_accuracy"]))
+        row["seeds"].append(seed)
+        row["wall"].append(float(r.get("wall_seconds") or 0))
+    return out
+
+
+def mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else math.nan
+
+
+def report(args: argparse.Namespace) -> dict[str, Any]:
+    tables = {task: read_task(args.out / task) for task in args.tasks}
+    methods = sorted({m for t in tables.values() for m in t}, key=lambda m: (m not in METHODS, m))
+    figures: dict[str, Any] = {"budget": args.budget, "seeds": ",".join(map(str, args.seeds))}
+    wall = 0.0
+    for task, rows in tables.items():
+        scope = f"a seeded label-stratified sample of {TEST_SAMPLE[task]}" if task in TEST_SAMPLE else "full test split"
+        print(f"\n{task} ({scope}), test accuracy %, mean (std) over seeds, {args.budget} prompt evaluations")
+        print(f"{'method':<14} {'mean':>6} {'std':>6} {'seeds':>6}")
+        for m in methods:
+            if m not in rows:
+                continue
+            tests = rows[m]["tests"]
+            sd = statistics.stdev(tests) if len(tests) > 1 else math.nan
+            print(f"{m:<14} {mean(tests):>6.1f} {sd:>6.1f} {len(tests):>6}")
+            figures[f"{task}/{m}/test_mean"] = round(mean(tests), 2)
+            figures[f"{task}/{m}/test_std"] = None if math.isnan(sd) else round(sd, 2)
+            figures[f"{task}/{m}/seeds"] = len(tests)
+            wall += sum(rows[m]["wall"])
+    figures["wall_hours"] = round(wall / 3600, 2)
+    # -- the win matrix: in how many tasks (with both measured) A's mean beats B's ----------------
+    print("\nwin matrix: tasks where the row method's mean beats the column method's")
+    print(" " * 14 + "".join(f"{m[:8]:>9}" for m in methods))
+    for a in methods:
+        cells = []
+        for b in methods:
+            both = [t for t in tables.values() if a in t and b in t]
+            wins = sum(mean(t[a]["tests"]) > mean(t[b]["tests"]) for t in both)
+            cells.append(f"{wins}/{len(both)}" if a != b else "-")
+            if a != b:
+                figures[f"wins/{a}/{b}"] = wins
+        print(f"{a:<14}" + "".join(f"{c:>9}" for c in cells))
+    targets(tables, figures)
+    print(f"\nwall time of the runs so far: {figures['wall_hours']:.1f} h")
+    return figures
+
+
+def targets(tables: dict[str, dict[str, Any]], figures: dict[str, Any]) -> None:
+    """The RL issue's targets 1-3 on what is measured (a task counts only with all methods in it)."""
+    margins, soft_rows = [], []
+    for task, rows in tables.items():
+        rl = [m for m in DISCRETE_RL if m in rows]
+        if not rl or "random" not in rows or "lm-prior" not in rows:
+            continue
+        best = max(rl, key=lambda m: mean(rows[m]["tests"]))
+        margin = mean(rows[best]["tests"]) - max(mean(rows["random"]["tests"]), mean(rows["lm-prior"]["tests"]))
+        margins.append(margin)
+        figures[f"{task}/best_discrete_rl"] = best
+        figures[f"{task}/rl_margin_over_search"] = round(margin, 2)
+        soft = [m for m in SOFT_RL if m in rows]
+        if soft and "cma" in rows:
+            s = max(soft, key=lambda m: mean(rows[m]["tests"]))
+            soft_rows.append(mean(rows[s]["tests"]) - max(mean(rows["cma"]["tests"]), mean(rows["random"]["tests"])))
+    print("\ntargets (on the tasks measured so far):")
+    if margins:
+        figures["target1_mean_margin"] = round(mean(margins), 2)
+        print(f"  1. best discrete RL above random and LM-prior on {sum(m > 0 for m in margins)}/{len(margins)} "
+              f"tasks, mean margin {mean(margins):+.1f} points (target: all tasks, >= +2)")
+    if "sst-2" in tables:
+        rl = [m for m in DISCRETE_RL if m in tables["sst-2"]]
+        if rl:
+            best = max(mean(tables["sst-2"][m]["tests"]) for m in rl)
+            figures["target2_sst2_best_rl"] = round(best, 2)
+            print(f"  2. SST-2 best RL agent {best:.1f}% (target >= 82)")
+    if soft_rows:
+        figures["target3_soft_rl_margin"] = round(mean(soft_rows), 2)
+        print(f"  3. best soft-vector RL agent minus max(CMA-ES, random): {mean(soft_rows):+.1f} points (target > 0)")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--tasks", type=lambda s: s.split(","), default=TASKS)
+    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[13, 21, 42])
+    parser.add_argument("--methods", type=lambda s: s.split(","), default=METHODS)
+    parser.add_argument("--sst2-extra", type=lambda s: [x for x in s.split(",") if x], default=["grpo"],
+                        help="methods run on sst-2 only (default grpo: about 5x slower per evaluation)")
+    parser.add_argument("--budget", type=int, default=1000)
+    parser.add_argument("--report", action="store_true", help="only report what the folders hold")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False)
+    parser.add_argument("--json", type=Path, help="also write the figures as a flat JSON object")
+    args = parser.parse_args(argv)
+    if not args.report:
+        for task in args.tasks:
+            run_task(task, args)
+    figures = report(args)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
