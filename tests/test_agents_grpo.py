@@ -9,6 +9,7 @@ the whole 420-token vocabulary, nearly uniformly at first.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 
@@ -222,7 +223,7 @@ def test_train_grpo_bad_input_one_line_errors(train_cli, tiny_model_dir, tmp_pat
 
 
 @pytest.mark.integration
-def test_train_grpo_sst2_end_to_end_smollm(train_cli, smollm, fsc16, tmp_path, capsys):
+def test_train_grpo_sst2_end_to_end_smollm(train_cli, smollm32, fsc16, tmp_path, capsys):
     """GRPO with LoRA on SmolLM2 (policy and task LM share the weights) on the shared SST-2 data,
     a tiny budget: it trains, selects on dev and writes every file."""
     from rlprompt.rewards.evaluate import evaluate_prompts
@@ -230,18 +231,20 @@ def test_train_grpo_sst2_end_to_end_smollm(train_cli, smollm, fsc16, tmp_path, c
     out = tmp_path / "sst2"
     code = train_cli(["train", "--task", "sst-2", "--data-dir", str(fsc16), "--seed", "42", "--agent", "grpo",
                       "--budget", "16", "--set", "num_generations=4", "--set", "prompts_per_step=1", "--set",
-                      "examples_per_episode=8", "--out", str(out), "--progress", "off", "--no-test"])
+                      "examples_per_episode=8", "--out", str(out), "--progress", "off", "--no-test",
+                      "--dtype", "float32"])
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["model"] == smollm.name and summary["status"] == "completed"
+    assert summary["model"] == smollm32.name and summary["status"] == "completed"
     assert summary["prompt_evals"] == 16 and summary["test_accuracy"] is None
     assert summary["forward_tokens"] > 0 and summary["extra"]["lora"] is True
     assert (out / "prompt.policy" / "adapter_model.safetensors").exists()
     assert (out / "logs" / "progress.csv").exists()
     task = load_task("sst-2", data_dir=fsc16, seed=42)
-    assert_run_reports_its_prompt(out, smollm, task)  # the dev accuracy is the saved prompt's
+    assert_run_reports_its_prompt(out, smollm32, task)  # the dev accuracy is the saved prompt's
     saved = json.loads((out / "prompt.json").read_text())
-    engine = ScoringEngine(smollm, task.verbalizers, task.template)
-    result = evaluate_prompts(engine, task, [saved["tokens"]], split="test", max_examples=32)[0]
+    engine = ScoringEngine(smollm32, task.verbalizers, task.template)
+    head = dataclasses.replace(task, test=task.test[:32])  # a full test pass is minutes on CPU
+    result = evaluate_prompts(engine, head, [saved["tokens"]], split="test")[0]
     assert result.prompt == saved["prompt"] and result.n_examples == 32
-    assert_accuracy(result.accuracy, engine, task, saved["tokens"], "test", max_examples=32)
+    assert_accuracy(result.accuracy, engine, head, saved["tokens"], "test")

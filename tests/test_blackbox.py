@@ -30,7 +30,7 @@ from rlprompt.agents.search.lm_prior import sample_continuations
 from rlprompt.envs.vocab import candidate_vocab
 from rlprompt.errors import ConfigError
 from rlprompt.lm import ScoringEngine
-from rlprompt.tasks import Task
+from rlprompt.tasks import Task, demo_task
 
 
 @pytest.fixture()
@@ -47,7 +47,11 @@ def engine(tiny_lm, task) -> ScoringEngine:
 
 
 @pytest.mark.parametrize(("method", "limit"), [("cma", 45), ("random", 50), ("lm-prior", 37)])
-def test_runs_exactly_within_budget_and_writes_outputs(tmp_path, engine, task, method, limit):
+def test_runs_exactly_within_budget_and_writes_outputs(tmp_path, sharp_lm, method, limit):
+    # the sharp LM on the demo task: prompts differ in dev and in test accuracy (0.25 to 0.75),
+    # so a wrong selection or a test accuracy taken from elsewhere shows
+    task = demo_task(n_train=16, n_dev=16, n_test=32)
+    engine = ScoringEngine(sharp_lm, task.verbalizers, task.template)
     cls = get_agent_class(method)
     small = {"cma": {"popsize": 6, "intrinsic_dim": 20}, "random": {"batch_size": 16},
              "lm-prior": {"batch_size": 8}}[method]

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import assert_accuracy
+
+from rlprompt.tasks import load_task
 
 
 def run(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
@@ -27,6 +31,33 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+def printed_row(stdout: str, prompt: str) -> list[float]:
+    """The numbers `rlprompt eval` prints for one prompt: accuracy, balanced accuracy, reward,
+    then each class's accuracy."""
+    (line,) = [ln for ln in stdout.splitlines() if ln.startswith(repr(prompt) + " ")]
+    return [float(x) for x in re.findall(r"-?\d+\.\d+", line[len(repr(prompt)):])]
+
+
+def assert_eval_output(proc: subprocess.CompletedProcess[str], data: dict, model: str, task,  # noqa: ANN001
+                       dtype: str = "auto") -> None:
+    """Every result of `rlprompt eval --out`: the accuracy is the prompt's (recomputed from the
+    engine's scores on the same model), the per-class accuracies average to it, and the table
+    printed on stdout shows the numbers written to the JSON."""
+    from rlprompt.lm import ScoringEngine, load_lm
+
+    engine = ScoringEngine(load_lm(model, device="cpu", dtype=dtype), task.verbalizers, task.template)
+    labels = task.label_tensor(data["split"])
+    counts = [int((labels == c).sum()) for c in range(len(task.verbalizers))]
+    for r in data["results"]:
+        assert_accuracy(r["accuracy"], engine, task, r["prompt"], data["split"])
+        per_class = r["per_class_accuracy"]
+        assert sum(a * n for a, n in zip(per_class, counts, strict=True)) / sum(counts) == pytest.approx(r["accuracy"])
+        assert r["balanced_accuracy"] == pytest.approx(sum(per_class) / len(per_class))
+        printed = printed_row(proc.stdout, r["prompt"])
+        assert printed == pytest.approx([r["accuracy"], r["balanced_accuracy"], r["reward"], *per_class], abs=6e-4), \
+            (printed, r)
+
+
 def test_help_and_version():
     assert run("--help").returncode == 0
     assert "rlprompt" in run("--version").stdout
@@ -42,14 +73,16 @@ def test_tasks_lists_known_tasks():
 def test_eval_writes_json(tiny_model_dir, tmp_path):
     out = tmp_path / "sub" / "eval.json"
     proc = run("eval", "--model", str(tiny_model_dir), "--prompt", " it was", "--prompt", "", "--reward", "gap",
-               "--split", "dev", "--out", str(out))
+               "--split", "dev", "--out", str(out), "--dtype", "float32")
     assert proc.returncode == 0, proc.stderr
     assert "examples/s" in proc.stdout and "' it was'" in proc.stdout
     data = json.loads(out.read_text())
     assert [r["prompt"] for r in data["results"]] == [" it was", ""]
     first = data["results"][0]
-    assert first["n_examples"] == 32 and 0 <= first["accuracy"] <= 1 and first["reward_name"] == "gap"
+    assert first["n_examples"] == 32 and first["reward_name"] == "gap" and first["diagnostics"]["accuracy"] == \
+        pytest.approx(first["accuracy"])
     assert len(first["per_class_accuracy"]) == 2 and data["counters"]["prompt_evals"] == 2
+    assert_eval_output(proc, data, str(tiny_model_dir), load_task("demo"), dtype="float32")
     assert not list(out.parent.glob(".*.tmp"))
 
 
@@ -81,8 +114,9 @@ def test_eval_on_sst2_with_smollm2(fsc16, tmp_path, smollm):
     proc = run("eval", "--task", "sst-2", "--data-dir", str(fsc16), "--seed", "42", "--split", "dev",
                "--prompt", " It was", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(out.read_text())["results"][0]
-    assert result["n_examples"] == 32 and 0.3 <= result["accuracy"] <= 1.0
+    data = json.loads(out.read_text())
+    assert data["results"][0]["n_examples"] == 32 and data["results"][0]["prompt"] == " It was"
+    assert_eval_output(proc, data, "smollm2-135m", load_task("sst-2", data_dir=fsc16, seed=42))
 
 
 def test_env_prompt_scores_like_rlprompt_eval(tiny_model_dir, tmp_path):

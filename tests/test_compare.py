@@ -11,14 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import assert_accuracy
 
 from rlprompt.agents.core.kinds import DiscreteAgent
+from rlprompt.agents.gradient.peft_format import load_soft_prompt
 from rlprompt.agents.registry import AGENTS, AgentSpec
 from rlprompt.cli import main
 from rlprompt.errors import ConfigError
 from rlprompt.experiments import CompareConfig, compare
 from rlprompt.experiments.config import parse_methods, parse_seeds
 from rlprompt.experiments.results import ResultsLog
+from rlprompt.lm import ScoringEngine, load_lm
+from rlprompt.tasks import load_task
 
 BUDGET = 16
 
@@ -32,18 +36,43 @@ def config(model: Path, **kw: Any) -> CompareConfig:
     return CompareConfig(**values)
 
 
+def assert_record_reports_its_prompt(r: dict[str, Any], out: Path, dtype: str) -> None:
+    """A results.jsonl record's accuracies are those of the prompt it names, recomputed from the
+    engine's scores (on the LM the run loaded, in its dtype): the dev accuracy is the selected
+    prompt's (the best of the manual candidates, the best of an agent's curve), the test accuracy
+    the same prompt's on the test split (all of it: ``test_examples`` is its size here)."""
+    lm = load_lm(r["model"], device="cpu", dtype=dtype)
+    task = load_task(r["task"], seed=r["seed"])
+    assert r["test_examples"] == len(task.test)
+    engine = ScoringEngine(lm, task.verbalizers, task.template)
+    placement = "suffix"
+    if r["method"] == "manual":
+        prompt = r["prompt"]
+        assert r["dev_accuracy"] == max(r["candidates"].values()) == r["candidates"][prompt]
+    else:
+        assert r["dev_accuracy"] == max(best for _, best in r["curve"]) == r["curve"][-1][1]
+        artefact = out / r["artefact"]
+        if r["prompt_kind"] == "soft":
+            prompt, meta = load_soft_prompt(artefact)
+            placement = meta["placement"]
+        else:
+            prompt = json.loads(artefact.read_text())["tokens"]
+    assert_accuracy(r["dev_accuracy"], engine, task, prompt, "dev", placement=placement)
+    assert_accuracy(r["test_accuracy"], engine, task, prompt, "test", placement=placement)
+
+
 def test_compare_writes_results_summary_and_plot_then_skips_finished_runs(tiny_model_dir, tmp_path):
-    cfg = config(tiny_model_dir)
+    cfg = config(tiny_model_dir, dtype="float32")  # bfloat16 would blur the tiny LM's class gaps
     result = compare(cfg, tmp_path, progress=False, log=lambda _: None)
     assert result.ran == 6 and result.skipped == 0 and not result.failed, result.failed
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert {(r["method"], r["seed"]) for r in records} == {(m, s) for m in cfg.methods for s in cfg.seeds}
     for r in records:
-        assert r["status"] == "completed"
-        assert 0 <= r["dev_accuracy"] <= 1 and 0 <= r["test_accuracy"] <= 1 and r["test_examples"] == 200
-        assert 0 < r["prompt_evals"] <= BUDGET and r["forward_tokens"] > 0 and r["wall_seconds"] >= 0
+        assert r["status"] == "completed" and r["test_examples"] == 200
+        assert 0 < r["prompt_evals"] <= BUDGET and r["forward_tokens"] > 0 and r["wall_seconds"] > 0
         assert r["curve"] and r["curve"][-1][0] <= BUDGET
+        assert_record_reports_its_prompt(r, tmp_path, cfg.dtype)
     soft = [r for r in records if r["method"] == "soft-prompt"]
     assert all(r["prompt_kind"] == "soft" and (tmp_path / r["artefact"]).is_file() for r in soft)
     assert all(r["backward_tokens"] > 0 for r in soft)

@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import assert_accuracy, token_id
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -29,7 +30,7 @@ from rlprompt.envs import (
 from rlprompt.errors import ConfigError, RewardError
 from rlprompt.lm import ScoringEngine
 from rlprompt.rewards import get_reward
-from rlprompt.tasks import demo_task
+from rlprompt.tasks import Example, Task, demo_task
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = [" the", " movie", " was", " great", " review", " is", " it", " story"]
@@ -109,7 +110,7 @@ def test_hand_fed_actions_give_the_engines_score(tiny_lm, task):
     env = discrete(tiny_lm, task, reward="log-likelihood", render_mode="ansi")
     rewards, info = run(env, [1, 2, 0, 3, 4])  # movie was the great review
     assert info["prompt"] == env.prompt == " movie was the great review"
-    assert env.prompt_tokens == [406, 274, 273, 387, 402]
+    assert env.prompt_tokens == [token_id(tiny_lm.tokenizer, WORDS[a]) for a in (1, 2, 0, 3, 4)]
     fresh = ScoringEngine(tiny_lm, task.verbalizers, task.template)
     reward = get_reward("log-likelihood")
     labels = task.label_tensor("train")
@@ -168,13 +169,36 @@ def test_masked_lm_env(tiny_masked_lm):
         discrete(tiny_masked_lm, task, obs="hidden")
 
 
+def lm_last_state(lm, texts: list[str], prompt_ids: list[int]) -> np.ndarray:
+    """The LM's own final hidden state (after the last norm, what its head reads) at the prompt's
+    last token, run on each example followed by the prompt, alone (no padding, no cache),
+    then averaged over the examples [H]."""
+    states = []
+    for text in texts:
+        ids = lm.tokenizer(text, add_special_tokens=False).input_ids + prompt_ids
+        with torch.no_grad():
+            out = lm.model(input_ids=torch.tensor([ids]), output_hidden_states=True)
+        states.append(out.hidden_states[-1][0, -1])
+    return torch.stack(states).mean(0).float().numpy()
+
+
 def test_hidden_observation_is_the_lms_state(tiny_lm, task):
     env = discrete(tiny_lm, task, obs="hidden", reward_mode="dense")
     obs, _ = env.reset(seed=0)
-    assert not obs["hidden"].any()
+    assert not obs["hidden"].any()  # no prompt yet
+    texts = task.texts("train")  # the episode's examples: the whole split
+    assert env.episodes.texts == texts and task.template == "{sentence} {prompt}"
     obs, *_ = env.step(3)
-    assert obs["hidden"].shape == (32,) and obs["hidden"].dtype == np.float32 and np.abs(obs["hidden"]).sum() > 0
+    assert obs["hidden"].shape == (32,) and obs["hidden"].dtype == np.float32
     assert obs["prompt"].tolist() == [3, -1, -1, -1, -1] and obs["step"].tolist() == [1]
+    great = token_id(tiny_lm.tokenizer, WORDS[3])
+    np.testing.assert_allclose(obs["hidden"], lm_last_state(tiny_lm, texts, [great]), atol=1e-5, rtol=1e-4)
+    obs, *_ = env.step(4)
+    review = token_id(tiny_lm.tokenizer, WORDS[4])
+    expected = lm_last_state(tiny_lm, texts, [great, review])
+    np.testing.assert_allclose(obs["hidden"], expected, atol=1e-5, rtol=1e-4)
+    # not the state one step earlier, nor the input's last one: the observation moves with the prompt
+    assert np.abs(expected - lm_last_state(tiny_lm, texts, [great])).max() > 100 * 1e-5
 
 
 def test_action_masks_forbid_repeats(tiny_lm, task):
@@ -438,5 +462,17 @@ def test_smollm_sst2_env(smollm, fsc16):
                    reward_mode="dense", examples_per_episode=8)
     env.reset(seed=0)
     _, reward, _, _, info = env.step(0)
-    assert np.isfinite(reward) and 0.0 <= info["accuracy"] <= 1.0
+    inner = env.unwrapped
+    sst2 = inner.episodes.task
+    labels = {e.text: e.label for e in sst2.train}
+    drawn = [Example(t, labels[t]) for t in inner.episodes.texts]
+    assert len(drawn) == 8 and len(set(inner.episodes.texts)) == 8
+    episode = Task(name="episode", verbalizers=sst2.verbalizers, train=drawn, dev=drawn, test=drawn,
+                   template=sst2.template)
+    fresh = ScoringEngine(smollm, sst2.verbalizers, sst2.template)
+    # the info's accuracy is the one-token prompt's on the episode's 8 examples, and the dense
+    # reward is its gain over the empty prompt (default reward: accuracy)
+    assert inner.prompt_tokens == [int(inner.vocab[0])]
+    assert_accuracy(info["accuracy"], fresh, episode, inner.prompt_tokens, "train")
+    assert_accuracy(info["accuracy"] - reward, fresh, episode, "", "train")
     assert rlprompt.envs.DiscretePromptEnv is DiscretePromptEnv

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -13,27 +12,19 @@ from rlprompt.lm import load_lm
 from rlprompt.lm import loading as loading_mod
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory, tiny_lm) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_lm.model.save_pretrained(folder)
-    tiny_lm.tokenizer.save_pretrained(folder)
-    return folder
-
-
-def test_local_folder_loads_frozen(tiny_folder, tiny_lm):
-    lm = load_lm(str(tiny_folder), device="cpu", reuse=False)
+def test_local_folder_loads_frozen(tiny_model_dir, tiny_lm):
+    lm = load_lm(str(tiny_model_dir), device="cpu", dtype="float32", reuse=False)
     assert lm.kind == "causal" and lm.dtype == torch.float32 and not lm.model.training
     assert all(not p.requires_grad for p in lm.model.parameters())
     ids = torch.tensor([[5, 6, 7]])
     torch.testing.assert_close(lm.model(input_ids=ids).logits, tiny_lm.model(input_ids=ids).logits)
 
 
-def test_same_arguments_share_one_instance(tiny_folder):
-    a = load_lm(str(tiny_folder), device="cpu")
-    b = load_lm(str(tiny_folder), device="cpu")
+def test_same_arguments_share_one_instance(tiny_model_dir):
+    a = load_lm(str(tiny_model_dir), device="cpu")
+    b = load_lm(str(tiny_model_dir), device="cpu")
     assert a is b
-    assert load_lm(str(tiny_folder), device="cpu", reuse=False) is not a
+    assert load_lm(str(tiny_model_dir), device="cpu", reuse=False) is not a
 
 
 def test_masked_lm_folder_is_detected(tmp_path, tiny_masked_lm):
@@ -42,8 +33,8 @@ def test_masked_lm_folder_is_detected(tmp_path, tiny_masked_lm):
     assert load_lm(str(tmp_path), device="cpu", reuse=False).kind == "masked"
 
 
-def test_explicit_dtype(tiny_folder):
-    lm = load_lm(str(tiny_folder), device="cpu", dtype="bfloat16", reuse=False)
+def test_explicit_dtype(tiny_model_dir):
+    lm = load_lm(str(tiny_model_dir), device="cpu", dtype="bfloat16", reuse=False)
     assert lm.dtype == torch.bfloat16
 
 
@@ -93,21 +84,32 @@ def test_missing_embedded_model_names_the_install_command(monkeypatch, tmp_path)
         load_lm("smollm2-135m", device="cpu", reuse=False)
 
 
+def folder_state(folder: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime in ns) of every file in a folder."""
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
 @pytest.mark.integration
-def test_embedded_smollm2_second_load_is_fast(smollm, tmp_path):
-    """The GGUF is converted once; later loads read the cached safetensors."""
-    folder = loading_mod.cache_dir() / "models"
-    assert any(p.name.startswith("smollm2-135m") for p in folder.iterdir())
-    start = time.perf_counter()
+def test_embedded_smollm2_second_load_reads_the_cache(smollm):
+    """The GGUF is converted once (by the ``smollm`` fixture's load, at the latest); a later load
+    reads that cached safetensors folder and converts nothing again."""
+    cached = Path(smollm.model.name_or_path)
+    assert cached.parent == loading_mod.cache_dir() / "models" and cached.name.startswith("smollm2-135m")
+    assert (cached / "model.safetensors").is_file() and (cached / "config.json").is_file()
+    before = folder_state(cached)
     lm = load_lm("smollm2-135m", device="cpu", reuse=False)
-    assert time.perf_counter() - start < 2.0
+    assert lm is not smollm and Path(lm.model.name_or_path) == cached  # read from the cache, not the GGUF
+    assert folder_state(cached) == before  # nothing rewritten
+    assert not list(cached.parent.glob(cached.name + ".tmp-*"))  # no conversion left a half-written copy
     assert lm.kind == "causal" and lm.model.config.num_hidden_layers == 30
     assert lm.tokenizer(" great", add_special_tokens=False).input_ids == [1109]
+    name, weight = next(iter(smollm.model.state_dict().items()))
+    assert torch.equal(lm.model.state_dict()[name], weight)
 
 
 @pytest.mark.integration
 def test_gguf_file_path_loads(smollm):
     gguf = loading_mod.smollm2_gguf_path()
     lm = load_lm(str(gguf), device="cpu", reuse=False)
-    ids = torch.tensor([[1109, 13321]])
+    ids = torch.tensor([smollm.tokenizer(" great movie", add_special_tokens=False).input_ids])
     torch.testing.assert_close(lm.model(input_ids=ids).logits, smollm.model(input_ids=ids).logits)

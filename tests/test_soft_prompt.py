@@ -19,13 +19,6 @@ from rlprompt.tasks import Task, load_task
 TOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def sharp_lm():
-    """A tiny random Llama with larger weights (init 0.3): its outputs depend on the input
-    strongly enough that a soft prompt can learn the synthetic task."""
-    return build_tiny_causal(initializer_range=0.3, name="tiny-sharp")
-
-
 @pytest.fixture()
 def task() -> Task:
     """Binary sentiment where one word decides the class (32 train, 32 dev, 64 test)."""
@@ -69,8 +62,8 @@ def test_peft_loads_the_export_and_matches_prefix_scores(tmp_path, task):
     torch.testing.assert_close(back.predict(), agent.predict())
 
 
-def test_save_load_and_projection(tmp_path, tiny_lm, task):
-    eng = engine_for(tiny_lm, task)
+def test_save_load_and_projection(tmp_path, sharp_lm, task):
+    eng = engine_for(sharp_lm, task)  # prompts differ in accuracy on it
     agent = SoftPromptTuning(eng, task, SoftPromptConfig(prompt_length=3), out_dir=tmp_path / "run")
     agent.learn(10, progress=False)
     path = agent.save(tmp_path / "p.safetensors")
@@ -84,8 +77,10 @@ def test_save_load_and_projection(tmp_path, tiny_lm, task):
     # the projected tokens' dev accuracy is theirs, scored as a discrete prompt at the template's slot
     assert_accuracy(proj["dev_accuracy"], eng, task, proj["tokens"], "dev")
     assert proj["dev_soft_accuracy"] == pytest.approx(agent.tracker.best.dev_accuracy)
+    assert_accuracy(proj["dev_soft_accuracy"], eng, task, agent.predict(), "dev")
+    assert proj["dev_accuracy"] != proj["dev_soft_accuracy"]  # (so the two checks above tell them apart)
     # a soft prompt made of real token embeddings projects back onto those tokens
-    table = tiny_lm.input_embeddings().weight
+    table = sharp_lm.input_embeddings().weight
     assert agent.nearest(table[[50, 60, 70]]) == [50, 60, 70]
     for name in ("curve.csv", "prompt.safetensors", "summary.json"):
         assert (tmp_path / "run" / name).is_file()
@@ -250,7 +245,7 @@ def test_peft_folder_errors(tmp_path, tiny_lm, task):
 
 
 @pytest.mark.integration
-def test_tune_end_to_end_on_sst2(smollm, fsc16, tmp_path, capsys):
+def test_tune_end_to_end_on_sst2(smollm32, fsc16, tmp_path, capsys):
     import argparse
 
     from rlprompt.cli.tune import add_tune_args, run_tune
@@ -268,23 +263,24 @@ def test_tune_end_to_end_on_sst2(smollm, fsc16, tmp_path, capsys):
     out, peft_dir = tmp_path / "run", tmp_path / "peft"
     args = parser.parse_args(["--task", "sst-2", "--data-dir", str(data), "--seed", "42", "--method", "soft-prompt",
                               "--budget", "4", "--batch-size", "8", "--out", str(out), "--export-peft", str(peft_dir),
-                              "--placement", "suffix", "--no-progress"])
+                              "--placement", "suffix", "--no-progress", "--dtype", "float32"])
     with pytest.warns(UserWarning, match="placement='suffix'"):
         assert run_tune(args) == 0
     sst2 = load_task("sst-2", data_dir=data, seed=42)
     assert len(sst2.test) == 20
     # the dev and test accuracies in summary.json are the saved soft prompt's (recomputed on SmolLM2)
-    summary = assert_run_reports_its_prompt(out, smollm, sst2)
+    summary = assert_run_reports_its_prompt(out, smollm32, sst2)
     assert summary["method"] == "soft-prompt" and summary["status"] == "completed"
     assert summary["prompt_evals"] == 4 and summary["test_accuracy"] is not None
     proj = summary["extra"]["projection"]
     assert proj["metric"] == "cosine"
-    engine = ScoringEngine(smollm, sst2.verbalizers, sst2.template)
+    engine = ScoringEngine(smollm32, sst2.verbalizers, sst2.template)
     assert_accuracy(proj["test_accuracy"], engine, sst2, proj["tokens"], "test")
     assert (peft_dir / "adapter_model.safetensors").is_file() and (out / "curve.csv").is_file()
     printed = capsys.readouterr().out
     assert f"dev accuracy {summary['dev_accuracy']:.4f}, test accuracy {summary['test_accuracy']:.4f}" in printed
     assert f"keep test accuracy {proj['test_accuracy']:.4f}" in printed
-    bad = parser.parse_args(["--task", "sst-2", "--data-dir", str(data), "--method", "random", "--lr", "0.1"])
-    with pytest.raises(ConfigError, match="--lr does not apply to --method random"):
+    bad = parser.parse_args(["--task", "sst-2", "--data-dir", str(data), "--method", "random",
+                             "--learning-rate", "0.1"])
+    with pytest.raises(ConfigError, match="--learning-rate does not apply to --method random"):
         run_tune(bad)
