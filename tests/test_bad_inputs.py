@@ -4,13 +4,10 @@ Each row of :data:`CASES` is one bad input, run through the CLI; each must end w
 non-zero exit (2), no traceback, a last stderr line ``rlprompt: error: ...`` that names
 the problem, and no file left in the ``--out`` folder (no half-written or temp files).
 
-Rows marked ``subprocess=True`` run ``python -m rlprompt.cli`` in a child process, like
-a user: those that need process-level behaviour (a reward that never returns, a full
-disk, a file-size limit, file permissions) and a few representative others. The rest
-call :func:`rlprompt.cli.main` in this process (same parser, same error handling, same
-exit code) because a subprocess costs about 3 s of imports each.
-
-The models are tiny random Llama/RoBERTa folders written once per session.
+Rows marked ``subprocess=True`` run ``python -m rlprompt.cli`` in a child process: those
+that need process-level behaviour (a reward that never returns, a full disk, a file-size
+limit, file permissions) and a few others. The rest call :func:`rlprompt.cli.main` in this
+process (same parser and error handling; a subprocess costs about 3 s of imports each).
 """
 
 from __future__ import annotations
@@ -85,9 +82,8 @@ def _unk_model(folder: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory, tiny_lm: Any, tiny_masked_lm: Any) -> SimpleNamespace:
-    """Every model folder, data file, reward module and soft prompt the matrix needs, built once."""
+    """Every model folder (tiny random LMs), data file, reward module, soft prompt: built once."""
     from safetensors.torch import save_file
-
     root = tmp_path_factory.mktemp("bad-inputs")
     w = SimpleNamespace(root=root)
     w.model = _save_model(tiny_lm.model, tiny_lm.tokenizer, root / "model")
@@ -267,8 +263,8 @@ CASES: dict[str, Case] = {
     "prompt-length-zero": Case([*TRAIN, "--prompt-length", "0"], "--prompt-length"),
     "unknown-option": Case([*TRAIN, "--set", "warp_speed=9"], "warp_speed"),
     "unknown-method": Case([*TUNE, "--method", "gradient-magic"], "gradient-magic"),
-    "n-tokens-zero": Case([*TUNE, "--method", "soft-prompt", "--n-tokens", "0"], "n_tokens"),
-    "n-tokens-beyond-context": Case([*TUNE, "--method", "soft-prompt", "--n-tokens", "400"], "context"),
+    "tune-prompt-length-zero": Case([*TUNE, "--method", "soft-prompt", "--prompt-length", "0"], "prompt_length"),
+    "prompt-length-beyond-context": Case([*TUNE, "--method", "soft-prompt", "--prompt-length", "400"], "context"),
     "seed-as-text": Case([*EVAL, "--seed", "forty-two"], "--seed"),
     "agent-seed-as-text": Case([*TRAIN, "--agent-seed", "x"], "--agent-seed"),
     "set-seed-as-text": Case([*TRAIN, "--set", "seed=abc"], "seed"),

@@ -175,18 +175,6 @@ def returns_nan(lp: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.tensor([float("nan"), float("inf")])
 
 
-def test_plugin_may_return_a_list_a_numpy_array_or_a_tensor() -> None:
-    """TRL's reward functions return lists: lists, numpy arrays and tensors all give the same rewards."""
-    import numpy as np
-
-    lp, expected = lp_from_probs(PROBS), torch.tensor([0.25, -1.5])
-    for returned in ([0.25, -1.5], np.array([0.25, -1.5]), np.array([0.25, -1.5], dtype=np.float32), expected):
-        out = get_reward(lambda lp, y, r=returned: r)(lp, LABELS)
-        assert out.rewards.dtype.is_floating_point and out.rewards.tolist() == expected.tolist()
-    with pytest.raises(RewardError, match="holding bool"):
-        get_reward(lambda lp, y: [True, False])(lp, LABELS)
-
-
 @pytest.mark.parametrize(
     ("fn", "match"),
     [

@@ -111,8 +111,7 @@ class GRPOAgent(DiscreteAgent):
         self.label_names = list(task.label_names or [v.strip() for v in task.verbalizers])
         # -- seeding: the agent's own draws (meta-prompts, training batches) ---------------------
         self.rng = np.random.default_rng(cfg.seed)
-        n = len(task.texts("train"))
-        self.train_batch_size = min(cfg.examples_per_episode or n, n)  # examples per scored prompt
+        self.train_batch_size = min(cfg.examples_per_episode or 10**9, len(task.texts("train")))  # per prompt
         # -- the policy ------------------------------------------------------------------------
         tok = copy.deepcopy(source.tokenizer)  # the engine's tokenizer keeps its own settings
         tok.padding_side, tok.truncation_side = "left", "left"
