@@ -304,12 +304,12 @@ def build_broken(lm):  # noqa: ANN001, ANN201
 
 
 @pytest.mark.integration
-def test_smollm2_cached_and_incremental_equal_full(smollm, fsc16):
+def test_smollm2_cached_and_incremental_equal_full(smollm32, fsc16):
     from rlprompt.tasks import load_fewshot
 
     task = load_fewshot(fsc16, "sst-2", 42)
     texts = task.texts("train")[:12]
-    eng = ScoringEngine(smollm, task.verbalizers)
+    eng = ScoringEngine(smollm32, task.verbalizers)
     prompts = [" It was", "", " All in all, the movie is", " Overall"]
     torch.testing.assert_close(eng.score(prompts, texts), eng.score(prompts, texts, use_cache=False), atol=1e-3, rtol=0)
     ids = eng.prompt_tokens(" All in all, the movie is")

@@ -5,12 +5,17 @@ Given prompts and examples, :meth:`ScoringEngine.score` returns
 ``[prompts, examples, classes]`` (a verbalizer of several tokens sums their log-probs).
 
 Why it is fast. With a template whose prompt follows the input (RLPrompt's
-``"{sentence} {prompt}"``), each example's key/value cache is computed once and kept;
-a new prompt then runs only its own tokens (plus the template's tail) on top of that
-cache, packed side by side with other prompts (:mod:`rlprompt.lm.packing`).
-:meth:`ScoringEngine.start` / :meth:`PromptState.extend` grow a prompt one token
-at a time for environments, at one token per example per step. Only the read-out
-position goes through the output head (:mod:`rlprompt.lm.readout`). Other templates and
+``"{sentence} {prompt}"``), each example's key/value cache is computed once and kept, per
+example (:mod:`rlprompt.lm.input_cache`): any subset of examples, in any order, reuses it.
+A call sorts its examples by input length and runs them in batches padded to their own
+longest input, then restores the order. A new prompt runs only its own tokens (plus the
+template's tail) on top of the cache, packed side by side with other prompts
+(:mod:`rlprompt.lm.packing`), written into room left after the cache rather than
+concatenated to it. :meth:`ScoringEngine.start` / :meth:`PromptState.extend` grow a prompt
+one token at a time for environments, at one token per example per step. Only the read-out
+position goes through the output head (:mod:`rlprompt.lm.readout`), a block of rows at a
+time. On a CPU, attention over these short sequences runs as two matmuls
+(:func:`~rlprompt.lm.transformers_compat.small_attention`). Other templates and
 masked LMs take a plain batched path (:meth:`ScoringEngine.score` with ``use_cache=False``
 is that path too, and the reference the cached path is tested against).
 
@@ -21,7 +26,6 @@ H hidden size. Rows of a batch are prompt-major: row ``p * E + e``.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -29,25 +33,26 @@ from typing import Any, Literal
 import torch
 
 from rlprompt.errors import ConfigError
+from rlprompt.lm.cached_inputs import BATCH_POSITIONS, CachedInputs
 from rlprompt.lm.counters import EngineCounters
 from rlprompt.lm.full_sequences import score_full
+from rlprompt.lm.input_cache import InputCacheStore
 from rlprompt.lm.loading import FrozenLM
 from rlprompt.lm.packing import HiddenWithLogits, PackedCache, Queries, packed_attention, queries_for
-from rlprompt.lm.padding import pad_left, position_ids
+from rlprompt.lm.padding import pad_left
 from rlprompt.lm.prompt_state import PromptState
 from rlprompt.lm.readout import ClassReadout, NonFiniteScoresError, check_finite
 from rlprompt.lm.soft_prompts import score_soft_prefix, score_soft_suffix
 from rlprompt.lm.template import CAUSAL_TEMPLATE, MASKED_TEMPLATE, Placement, Template
 from rlprompt.lm.template_tokens import TemplateTokens
-from rlprompt.lm.transformers_compat import DecoderForward, cache_tensors, make_cache
+from rlprompt.lm.transformers_compat import DecoderForward, cache_tensors, make_cache, slot_cache
 
 __all__ = ["NonFiniteScoresError", "Placement", "Prompt", "PromptState", "ScoringEngine"]
 
 Prompt = str | Sequence[int]
 """A prompt: text, or token ids of the task LM's vocabulary."""
 
-
-class ScoringEngine:
+class ScoringEngine(CachedInputs):
     """Scores prompts on examples with a frozen LM; see the module docstring.
 
     :param lm: the frozen LM (from :func:`~rlprompt.lm.loading.load_lm`).
@@ -56,8 +61,10 @@ class ScoringEngine:
         causal LM and ``"{sentence} {prompt} <mask> ."`` for a masked LM.
     :param max_batch_tokens: bound on rows x positions per forward (memory); the
         engine chunks prompts and examples to stay under it.
-    :param cache_examples: keep the input caches of up to this many examples (LRU over
-        example sets); larger sets are scored chunk by chunk without being kept.
+    :param cache_examples: keep the input caches of up to this many examples, each example
+        on its own (keyed by its text, so any subset reuses them); a segmented LRU where
+        examples used more than once are evicted last (see :mod:`rlprompt.lm.input_cache`).
+    :param cache_bytes: and at most this many bytes of them (None: no byte bound).
     :param max_packed_prompts: at most this many prompts share one packed forward.
     :param normalize: ``"vocab"``: exact log-probabilities under the LM (the output head
         runs over the whole vocabulary, at the read-out positions only); ``"classes"``:
@@ -73,6 +80,7 @@ class ScoringEngine:
         *,
         max_batch_tokens: int = 16384,
         cache_examples: int = 512,
+        cache_bytes: int | None = 512 << 20,
         max_packed_prompts: int = 16,
         normalize: Literal["vocab", "classes"] = "vocab",
     ) -> None:
@@ -86,6 +94,7 @@ class ScoringEngine:
         if max_batch_tokens < 1:
             raise ConfigError(f"max_batch_tokens must be positive, got {max_batch_tokens}")
         self.max_batch_tokens = max_batch_tokens
+        self._batch_positions = min(max_batch_tokens, BATCH_POSITIONS)
         self.cache_examples = cache_examples
         self.max_packed_prompts = max_packed_prompts
         if normalize not in ("vocab", "classes"):
@@ -100,8 +109,10 @@ class ScoringEngine:
         self.readout = ClassReadout(self._forward.head, self.verbalizer_ids, normalize, self.device)
         if normalize == "classes" and (self.readout.multi or self._forward.head is None):
             raise ConfigError("normalize='classes' needs single-token verbalizers and a plain linear output head")
-        self._caches: OrderedDict[tuple[str, ...], PackedCache] = OrderedDict()
-        self._cached_rows = 0
+        self._store = InputCacheStore(cache_examples, cache_bytes)
+        # The batches last assembled for score() (key: the texts and the prompt room), so that
+        # repeated calls on the same examples do not even copy their entries again.
+        self._memo: tuple[Any, list[tuple[torch.Tensor, PackedCache]]] | None = None
 
     # -- set-up checks ------------------------------------------------------------------
 
@@ -171,74 +182,6 @@ class ScoringEngine:
     def _pad_left(self, seqs: list[list[int]], length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return pad_left(seqs, self.tokenizer.pad_token_id, length, self.device)
 
-    # -- input caches -------------------------------------------------------------------
-
-    def _build_input_cache(self, texts: Sequence[str]) -> PackedCache:
-        seqs = [self.template_tokens.input(t) for t in texts]
-        for t, s in zip(texts, seqs, strict=True):
-            if not s:
-                raise ConfigError(f"example {t!r} gives no tokens; every example needs some text")
-            self._check_length(len(s), f"example {t[:40]!r}")
-        length = max(len(s) for s in seqs)
-        rows_per_chunk = max(1, self.max_batch_tokens // length)
-        kv_chunks, masks, hiddens, logits = [], [], [], []
-        # no_grad rather than inference_mode: soft prompts backpropagate through these later.
-        with torch.no_grad():
-            for start in range(0, len(seqs), rows_per_chunk):
-                ids, mask = self._pad_left(seqs[start : start + rows_per_chunk], length)
-                hidden, cache, full = self._decode_step(
-                    input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)
-                )
-                kv_chunks.append(cache_tensors(cache))
-                masks.append(mask)
-                hiddens.append(hidden[:, -1])
-                logits.append(None if full is None else full[:, -1])
-        kv = [(torch.cat([c[i][0] for c in kv_chunks]), torch.cat([c[i][1] for c in kv_chunks]))
-              for i in range(len(kv_chunks[0]))]
-        key_mask = torch.cat(masks).bool()
-        # Zero padded positions so that no stray value can leak through a zero attention weight.
-        keep = key_mask[:, None, :, None]
-        kv = [(k.masked_fill(~keep, 0), v.masked_fill(~keep, 0)) for k, v in kv]
-        return PackedCache.of_inputs(kv, key_mask, torch.cat(hiddens),
-                                     None if logits[0] is None else torch.cat(logits))
-
-    def _input_cache(self, texts: Sequence[str]) -> PackedCache:
-        key = tuple(texts)
-        hit = self._caches.get(key)
-        if hit is not None:
-            self._caches.move_to_end(key)
-            return hit
-        cache = self._build_input_cache(texts)
-        if len(texts) <= self.cache_examples:
-            self._caches[key] = cache
-            self._cached_rows += len(texts)
-            while self._cached_rows > self.cache_examples and len(self._caches) > 1:
-                _, old = self._caches.popitem(last=False)
-                self._cached_rows -= old.n
-        return cache
-
-    def prepare(self, texts: Sequence[str]) -> None:
-        """Build and keep the inputs' key/value caches now (no prompt is evaluated or counted).
-
-        Lets a caller pay the one-off input cost up front, so later per-step costs do not
-        depend on whether a cache already existed.
-        """
-        if not texts:
-            raise ConfigError("no examples to prepare")
-        if self.cacheable:
-            with self._timed(), torch.inference_mode():
-                for _, chunk in self._example_chunks(texts):
-                    self._input_cache(chunk)
-
-    def clear_cache(self) -> None:
-        """Drop every kept input cache (frees memory)."""
-        self._caches.clear()
-        self._cached_rows = 0
-
-    def _example_chunks(self, texts: Sequence[str]) -> Iterator[tuple[int, Sequence[str]]]:
-        for start in range(0, len(texts), max(1, self.cache_examples)):
-            yield start, texts[start : start + self.cache_examples]
-
     # -- packed prompts on a shared cache -----------------------------------------------
 
     def _packed_forward(self, base: PackedCache, q: Queries, grad: bool = False) -> tuple[Any, Any]:
@@ -250,14 +193,26 @@ class ScoringEngine:
         """
         dtype = self.lm.dtype
         mask, positions = packed_attention(base, q, dtype)
+        n_new, width = q.group.shape[0], base.width
         if q.embeds is not None:
             embeds = q.embeds if q.embeds.dim() == 3 else q.embeds.unsqueeze(0).expand(base.n, -1, -1)
             kw: dict[str, Any] = {"inputs_embeds": embeds.to(dtype)}
         else:
-            kw = {"input_ids": q.ids.unsqueeze(0).expand(base.n, q.group.shape[0])}
+            kw = {"input_ids": q.ids.unsqueeze(0).expand(base.n, n_new)}
+        cache = None
+        if not grad:  # write the new positions into the buffer after the held ones: nothing is copied
+            base.buf.reserve(width + n_new, width)
+            cache = slot_cache(base.buf.layers(), width)
+        in_place = cache is not None
+        if cache is None:  # the graph keeps what attention read, so nothing may be overwritten later
+            cache = make_cache(base.kv)
         hidden, cache, full = self._decode_step(
-            attention_mask=mask, position_ids=positions, cache=make_cache(base.kv), grad=grad, **kw
+            attention_mask=mask, position_ids=positions, cache=cache, grad=grad, **kw
         )
+        if not in_place and not grad:  # (transformers without cache layers) for keep()
+            for (k, v), (bk, bv) in zip(cache_tensors(cache), base.buf.layers(), strict=True):
+                bk[:, :, width : width + n_new] = k[:, :, width : width + n_new]
+                bv[:, :, width : width + n_new] = v[:, :, width : width + n_new]
         if full is not None:
             hidden = HiddenWithLogits(hidden, full)
         return hidden, cache
@@ -299,17 +254,18 @@ class ScoringEngine:
 
     def _prompt_chunks(self, n_prompts: int, per_prompt: int, n_ex: int, length: int) -> Iterator[slice]:
         """Prompt slices whose packed batch stays under ``max_batch_tokens``."""
-        room = max(1, self.max_batch_tokens // max(1, n_ex) - length)
-        per = max(1, min(n_prompts, room // max(1, per_prompt), self.max_packed_prompts))
+        per = self._room(n_prompts, per_prompt, n_ex, length)
         for start in range(0, n_prompts, per):
             yield slice(start, start + per)
+
+    def _longest_suffix(self, suffixes: list[list[int]]) -> int:
+        return max(len(s) for s in suffixes) + sum(len(self.verbalizer_ids[c]) for c in self.readout.multi)
 
     def _score_cached(self, tokens: list[list[int]], texts: Sequence[str]) -> torch.Tensor:
         out = torch.empty(len(tokens), len(texts), self.num_classes, device=self.device)
         suffixes = [t + self.template_tokens.tail(not t) for t in tokens]
-        longest = max(len(s) for s in suffixes) + sum(len(self.verbalizer_ids[c]) for c in self.readout.multi)
-        for start, chunk in self._example_chunks(texts):
-            base = self._input_cache(chunk)
+        longest = self._longest_suffix(suffixes)
+        for rows, base in self._bases(texts, len(suffixes), longest):
             self._check_length(base.width + longest, "input plus prompt")
             for sl in self._prompt_chunks(len(suffixes), longest, base.n, base.width):
                 q, read = self._queries_for(suffixes[sl])
@@ -317,7 +273,7 @@ class ScoringEngine:
                     hidden = base.last_hidden.new_zeros(base.n, 0, base.last_hidden.shape[-1])
                 else:
                     hidden, _ = self._packed_forward(base, q)
-                out[sl, start : start + len(chunk)] = self.readout.read(base, hidden, q, read)
+                out[sl, rows] = self.readout.read(base, hidden, q, read)
         return out
 
     # -- soft prompts -------------------------------------------------------------------
@@ -359,10 +315,10 @@ class ScoringEngine:
             if placement is Placement.SUFFIX:
                 if not self.template.prompt_after_input:
                     raise ConfigError(f"suffix placement needs the prompt after the input; {self.template.text!r}")
-                parts = [score_soft_suffix(self, embeds, chunk, grad) for _, chunk in self._example_chunks(texts)]
+                out = score_soft_suffix(self, embeds, texts, grad)
             else:
-                parts = [score_soft_prefix(self, embeds, chunk, grad) for _, chunk in self._example_chunks(texts)]
-            out = torch.cat(parts, dim=1)
+                out = torch.cat([score_soft_prefix(self, embeds, chunk, grad)
+                                 for _, chunk in self._example_chunks(texts)], dim=1)
             self.counters.prompt_evals += embeds.shape[0]
             self.counters.example_evals += embeds.shape[0] * len(texts)
         return check_finite(out, self.lm.name)
@@ -386,5 +342,8 @@ class ScoringEngine:
             raise ConfigError(f"n_prompts must be at least 1, got {n_prompts}")
         self._check_inputs([None] * n_prompts, texts)
         with self._timed(), torch.inference_mode():
-            base = self._input_cache(texts)
+            # Its own buffer (rows in the order of ``texts``): the state grows in it in place.
+            tail = len(self.template_tokens.tail(prompt_empty=False)) + 1
+            continued = sum(len(self.verbalizer_ids[c]) for c in self.readout.multi)
+            base = self._base(texts, n_prompts * (PromptState.ROOM_STEPS + tail + continued))
         return PromptState(self, base, n_prompts)

@@ -50,8 +50,9 @@ def _readout(engine: ScoringEngine, ids: torch.Tensor, mask: torch.Tensor) -> to
     scores = engine.readout.class_logprobs(hidden[:, -1], last_logits)
     if engine.readout.multi:
         # Continue each row's cache with the verbalizers' later tokens.
-        base = PackedCache.of_inputs(cache_tensors(cache), mask.bool(), hidden[:, -1], last_logits)
         q, read = engine._queries_for([[]])
+        base = PackedCache.of_inputs(cache_tensors(cache), mask.bool(), hidden[:, -1], last_logits,
+                                     extra=q.group.numel())
         hidden2, _ = engine._packed_forward(base, q)
         scores = engine.readout.read(base, hidden2, q, read)[0]
     return scores

@@ -17,16 +17,21 @@ from dataclasses import dataclass
 
 import torch
 
+from rlprompt.lm.input_cache import KVBuffer
+
 
 @dataclass
 class PackedCache:
     """Keys/values of E example rows: each cached input, then (packed) prompt tokens.
 
+    The first :attr:`width` positions of :attr:`buf` are held; a forward on this cache
+    writes its new positions right after them, in place (see
+    :func:`~rlprompt.lm.transformers_compat.slot_cache`), and :meth:`keep` holds some of them.
     ``key_group`` says which prompt each position belongs to (0: the input) and
     ``key_step`` its position within the prompt; see :func:`packed_attention`.
     """
 
-    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per layer, each [E, heads, S, d]
+    buf: KVBuffer  # per layer [E, heads, capacity, d]; positions [0, width) held
     key_mask: torch.Tensor  # [E, S] bool: input padding is False
     key_group: torch.Tensor  # [S] long
     key_step: torch.Tensor  # [S] long
@@ -35,12 +40,19 @@ class PackedCache:
     last_logits: torch.Tensor | None  # [E, V] only for models without a separable head
 
     @classmethod
-    def of_inputs(cls, kv: list[tuple[torch.Tensor, torch.Tensor]], key_mask: torch.Tensor,
-                  last_hidden: torch.Tensor, last_logits: torch.Tensor | None) -> PackedCache:
-        """The cache of left-padded inputs alone (every position in group 0)."""
+    def of_buffer(cls, buf: KVBuffer, key_mask: torch.Tensor, last_hidden: torch.Tensor,
+                  last_logits: torch.Tensor | None) -> PackedCache:
+        """The cache of left-padded inputs alone (every position in group 0), held in ``buf``."""
         zeros = torch.zeros(key_mask.shape[1], dtype=torch.long, device=key_mask.device)
-        return cls(kv=kv, key_mask=key_mask, key_group=zeros, key_step=zeros.clone(), lengths=key_mask.sum(-1),
+        return cls(buf=buf, key_mask=key_mask, key_group=zeros, key_step=zeros.clone(), lengths=key_mask.sum(-1),
                    last_hidden=last_hidden, last_logits=last_logits)
+
+    @classmethod
+    def of_inputs(cls, kv: list[tuple[torch.Tensor, torch.Tensor]], key_mask: torch.Tensor,
+                  last_hidden: torch.Tensor, last_logits: torch.Tensor | None, extra: int = 0) -> PackedCache:
+        """The cache of left-padded inputs whose per-layer keys/values are ``kv`` (copied, with
+        room for ``extra`` more positions)."""
+        return cls.of_buffer(KVBuffer.of_layers(kv, extra), key_mask, last_hidden, last_logits)
 
     @property
     def n(self) -> int:
@@ -51,14 +63,19 @@ class PackedCache:
         """S, the positions held per row."""
         return self.key_mask.shape[1]
 
-    def keep(self, kv: list[tuple[torch.Tensor, torch.Tensor]], q: Queries, n_keep: int) -> PackedCache:
-        """This cache grown by the first ``n_keep`` queries of a forward whose cache is ``kv``.
+    @property
+    def kv(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, the held keys/values [E, heads, S, d] (views of the buffer)."""
+        return self.buf.views(self.width)
 
-        Later queries (tails, continuations) were read, not kept.
+    def keep(self, q: Queries, n_keep: int) -> PackedCache:
+        """This cache grown by the first ``n_keep`` queries of the forward just run on it
+        (which wrote them into the buffer right after the held positions).
+
+        Later queries (tails, continuations) were read, not kept; the next forward overwrites them.
         """
-        end = self.width + n_keep
         return PackedCache(
-            kv=[(k[:, :, :end], v[:, :, :end]) for k, v in kv],
+            buf=self.buf,
             key_mask=torch.cat([self.key_mask, self.key_mask.new_ones(self.n, n_keep)], 1),
             key_group=torch.cat([self.key_group, q.group[:n_keep]]),
             key_step=torch.cat([self.key_step, q.step[:n_keep]]),

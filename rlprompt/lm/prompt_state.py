@@ -15,7 +15,6 @@ import torch
 from rlprompt.errors import ConfigError
 from rlprompt.lm.packing import HiddenWithLogits, PackedCache, QueryBuilder
 from rlprompt.lm.readout import check_finite
-from rlprompt.lm.transformers_compat import cache_tensors
 
 if TYPE_CHECKING:
     from rlprompt.lm.engine import ScoringEngine
@@ -27,8 +26,13 @@ class PromptState:
     Made by :meth:`ScoringEngine.start`. Each example row keeps its cached input and
     the packed tokens of all P prompts, so :meth:`extend` costs one position per
     prompt per example (plus the template's tail, which is read but not kept) and
-    never copies the input cache per prompt.
+    never copies the input cache per prompt. The state owns its key/value buffer: each
+    step writes its positions there in place (tails and continuations are overwritten by
+    the next step), and the buffer is regrown (by half) only when it is full.
     """
+
+    ROOM_STEPS = 8
+    """Steps of room the buffer starts with after the inputs (beyond them it regrows)."""
 
     def __init__(self, engine: ScoringEngine, base: PackedCache, n_prompts: int) -> None:
         self.engine = engine
@@ -63,11 +67,11 @@ class PromptState:
         if embeds is not None:
             table = eng.lm.input_embeddings()
             q.embeds = torch.cat([embeds.to(table.weight.dtype), table(q.ids[n_keep:])])
-        hidden, cache = eng._packed_forward(self._state, q)
+        hidden, _ = eng._packed_forward(self._state, q)
         scores = eng.readout.read(self._state, hidden, q, read)
         if n_keep:
             # Keep the new prompt positions; tails and continuations were read, not kept.
-            self._state = self._state.keep(cache_tensors(cache), q, n_keep)
+            self._state = self._state.keep(q, n_keep)
             if want_hidden:
                 hid = hidden.hidden if isinstance(hidden, HiddenWithLogits) else hidden
                 self.hidden = hid[:, :n_keep].transpose(0, 1).float()  # [P, E, H]
