@@ -23,12 +23,13 @@ agent; the test split is scored once per seed for all selected prompts together.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from rlprompt.io import write_json
 
 BENCH = Path(__file__).resolve().parent
 DEFAULT_DATA = BENCH.parents[1] / "shared" / "data" / "fsc16"
@@ -129,8 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for r in runs:
             figures[f"{name}.test_acc[seed={r['seed']}]"] = r["test"]
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        write_json(args.json, figures)
     return figures
 
 

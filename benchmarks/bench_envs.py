@@ -19,7 +19,6 @@ Run: ``python benchmarks/bench_envs.py [--rounds 3] [--device auto] [--json out.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from rlprompt.envs import DiscretePromptEnv, PromptVectorEnv
+from rlprompt.io import write_json
 from rlprompt.lm import ScoringEngine, load_lm
 from rlprompt.tasks import load_task
 
@@ -158,7 +158,7 @@ def main() -> None:
     print(f"vector env / sequential envs: {figures['vector_over_sequential']:.2f}x (target >= 3x)")
     print(f"dense episode / final episode: {figures['dense_over_final']:.2f}x (target <= 1.5x)")
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        write_json(args.json, figures)
 
 
 if __name__ == "__main__":

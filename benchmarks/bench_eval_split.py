@@ -12,7 +12,6 @@ Run: ``python benchmarks/bench_eval_split.py [--dtype auto|float32] [--json out.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from rlprompt.io import write_json
 from rlprompt.lm import ScoringEngine, load_lm
 from rlprompt.rewards.evaluate import evaluate_prompts
 from rlprompt.tasks import load_task
@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     for key, value in rows:
         print(f"  {key:<{width}}  {value:>14}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        write_json(args.json, figures)
     return figures
 
 

@@ -9,12 +9,12 @@ Run: ``python benchmarks/bench_manual.py [--task sst-2] [--seed 42] [--json out.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 from rlprompt.experiments.manual import MANUAL_PROMPTS
+from rlprompt.io import write_json
 from rlprompt.lm import ScoringEngine, load_lm
 from rlprompt.rewards.evaluate import evaluate_prompts
 from rlprompt.tasks import load_task
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     figures["best_accuracy"] = best.accuracy
     print(f"best: {best.prompt!r} {best.accuracy:.4f}")
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        write_json(args.json, figures)
     return figures
 
 

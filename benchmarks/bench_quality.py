@@ -20,13 +20,14 @@ Run: ``python benchmarks/bench_quality.py [--tasks sst-2] [--methods ...] [--rep
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from rlprompt.io import write_json
 
 BENCH = Path(__file__).resolve().parent
 DEFAULT_DATA = BENCH.parents[1] / "shared" / "data" / "fsc16"
@@ -162,8 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             run_task(task, args)
     figures = report(args)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        write_json(args.json, figures)
     return figures
 
 

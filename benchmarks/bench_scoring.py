@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import random
 import resource
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rlprompt.io import write_json
 from rlprompt.lm import ScoringEngine, load_lm
 from rlprompt.rewards import get_reward
 
@@ -177,8 +177,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           f"predicted class {same_class:.3f}; max |naive - engine fp32| "
           f"{figures['max_abs_diff_naive_vs_engine_fp32']:.1e}; peak RSS {rss:.0f} MiB")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        write_json(args.json, figures)
     return figures
 
 

@@ -3,15 +3,10 @@ bad arguments, an engine of another task, a reward returning NaN."""
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
-
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium.utils.env_checker import check_env as gym_check_env
-from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from test_envs import WORDS, discrete
 
 from rlprompt.envs import (
     DiscretePromptEnv,
@@ -24,36 +19,10 @@ from rlprompt.errors import ConfigError, RewardError
 from rlprompt.lm import ScoringEngine
 from rlprompt.tasks import demo_task
 
-REPO = Path(__file__).resolve().parents[1]
-WORDS = [" the", " movie", " was", " great", " review", " is", " it", " story"]
-
 
 @pytest.fixture(scope="module")
 def task():
     return demo_task()
-
-
-def discrete(tiny_lm, task, **kwargs) -> DiscretePromptEnv:
-    kwargs.setdefault("vocab", WORDS)
-    return DiscretePromptEnv(task, tiny_lm, **kwargs)
-
-
-def run(env: gym.Env, actions) -> tuple[list[float], dict]:
-    env.reset(seed=0)
-    rewards, info = [], {}
-    for a in actions:
-        _, r, terminated, truncated, info = env.step(a)
-        rewards.append(r)
-    assert terminated and not truncated
-    return rewards, info
-
-
-def checked(env: gym.Env) -> None:
-    """Both checkers (they step many times: keep the env small)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # infinite bounds of the hidden-state Box are expected
-        gym_check_env(env, skip_render_check=True)
-        sb3_check_env(env)
 
 
 # -- bad input ------------------------------------------------------------------------

@@ -8,18 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+from test_tasks import write
 
 from rlprompt.errors import ConfigError, DataError
 from rlprompt.tasks import Example, load_table
-
-
-def write(path: Path, text: str | bytes) -> Path:
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8", newline="")
-    return path
-
 
 # -- load_table: good files -----------------------------------------------------
 

@@ -24,9 +24,12 @@ def logs_folder(agent: BaseAgent) -> str:
 
 
 def progress_logger(agent: BaseAgent) -> Any:
-    """SB3's logger writing ``out_dir/logs/progress.csv`` (and TensorBoard events when installed)."""
+    """SB3's logger writing ``out_dir/logs/progress.csv`` (and TensorBoard events when installed);
+    None for an agent without ``out_dir``."""
     from stable_baselines3.common.logger import configure
 
+    if agent.out_dir is None:
+        return None
     return configure(logs_folder(agent), ["csv"] + (["tensorboard"] if tensorboard_available() else []))
 
 

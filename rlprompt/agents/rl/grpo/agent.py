@@ -56,6 +56,7 @@ import torch
 
 from rlprompt.agents.core.config import STALL_ROUNDS, AgentConfig
 from rlprompt.agents.core.kinds import DiscreteAgent
+from rlprompt.agents.core.logs import progress_logger
 from rlprompt.agents.core.tracking import TopKGate
 from rlprompt.agents.rl.grpo.config import Algorithm, GRPOAgentConfig, RLOOAgentConfig
 from rlprompt.agents.rl.grpo.policy import (
@@ -316,7 +317,7 @@ class GRPOAgent(DiscreteAgent):
                         **kwargs: Any) -> list[float]:
             return agent.reward_completions(prompts, completion_ids)
 
-        logger = self._logger()
+        logger = progress_logger(self)
         trainer_class = GRPOTrainer if cfg.algorithm is Algorithm.GRPO else RLOOTrainer
         try:
             with tempfile.TemporaryDirectory(prefix="rlprompt-trl-") as folder, warnings.catch_warnings():
@@ -342,14 +343,6 @@ class GRPOAgent(DiscreteAgent):
                            "steps": self.steps, "candidates": len(self.seen),
                            "final_reward_mean": statistics.fmean(h["reward_mean"] for h in last) if last
                            else math.nan})
-
-    def _logger(self) -> Any:
-        """SB3's logger writing ``out_dir/logs/progress.csv`` (and TensorBoard files when installed)."""
-        if self.out_dir is None:
-            return None
-        from rlprompt.agents.core.logs import progress_logger
-
-        return progress_logger(self)
 
     # -- saving -------------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ from torch import nn
 
 from rlprompt.agents.core.config import STALL_ROUNDS, AgentConfig
 from rlprompt.agents.core.kinds import DiscreteAgent
+from rlprompt.agents.core.logs import progress_logger
 from rlprompt.agents.core.tracking import TopKGate
 from rlprompt.agents.rl.sql.config import Reference, RewardNorm, SQLConfig, SQLLoss
 from rlprompt.agents.rl.sql.losses import path_consistency_loss
@@ -289,7 +290,7 @@ class SoftQLearning(DiscreteAgent):
         if not self.resuming:
             self._start_loop()
         gate, seen, on_dev = self._gate, self._seen, self._on_dev
-        logger = self._logger()
+        logger = progress_logger(self)
         per_prompt = min(cfg.examples_per_episode or len(texts), len(texts))  # examples each prompt is scored on
         while budget.room(per_prompt) > 0 and self._stale < STALL_ROUNDS:
             # -- 1. write a batch of prompts with the current policy -----------------------------
@@ -335,14 +336,6 @@ class SoftQLearning(DiscreteAgent):
         if logger is not None:
             logger.close()
         self.extra.update({"candidates": len(seen), "updates": self.updates, "final_loss": self._last_loss})
-
-    def _logger(self) -> Any:
-        """SB3's logger writing ``out_dir/logs/progress.csv`` (and TensorBoard files when installed)."""
-        if self.out_dir is None:
-            return None
-        from rlprompt.agents.core.logs import progress_logger
-
-        return progress_logger(self)
 
     # -- saving ---------------------------------------------------------------------------
 
