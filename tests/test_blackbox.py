@@ -155,7 +155,7 @@ def test_top_k_gate():
 
 
 def test_budget_charges_and_close(engine):
-    budget = Budget(engine, 10, examples_per_eval=4)  # a training split of 4 examples
+    budget = Budget(engine, 10, train_examples=4)  # a training split of 4 examples
     engine.score([" it was"], ["a b .", "c d ."])  # 2 of 4 examples: half a prompt evaluation
     assert budget.used == 0.5
     budget.charge(example_evals=6, forward_tokens=7)  # e.g. a backward pass
@@ -167,13 +167,13 @@ def test_budget_charges_and_close(engine):
 
 
 def test_budget_is_fractional_and_refuses_nonsense(engine):
-    budget = Budget(engine, 0.5, examples_per_eval=4)
+    budget = Budget(engine, 0.5, train_examples=4)
     assert budget.room() == 0 and budget.room(2) == 1 and not budget.exhausted
     engine.score([" it was"], ["a b .", "c d ."])
     assert budget.exhausted and budget.remaining == 0
     for bad in (0, -1, float("inf"), float("nan"), True, "3"):
         with pytest.raises(ConfigError, match="budget must be a positive number"):
-            Budget(engine, bad, examples_per_eval=4)
+            Budget(engine, bad, train_examples=4)
 
 
 @pytest.mark.parametrize(("cls", "kwargs", "match"), [

@@ -159,7 +159,7 @@ def test_sb3_agents_restore_their_networks_and_continue(tiny_lm, task, tmp_path,
         stopped.learn(budget, progress=False)
     tensors, meta = load_checkpoint(tmp_path / "run")
     fresh = make(method, tiny_lm, task, tmp_path / "other")
-    fresh.budget = Budget(fresh.engine, budget, examples_per_eval=len(task.texts("train")))
+    fresh.budget = Budget(fresh.engine, budget, train_examples=len(task.texts("train")))
     fresh.restore_state(tensors, meta)
     params = unflatten_state(meta["sb3"]["params"], tensors)
     after = fresh.model.policy.state_dict()

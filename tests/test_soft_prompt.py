@@ -212,7 +212,7 @@ def test_n_tokens_beyond_the_context(tiny_lm, task):
 
 def test_bad_budget_and_unknown_method(tiny_lm, task):
     with pytest.raises(ConfigError, match="budget must be a positive number of prompt evaluations, got 0"):
-        Budget(engine_for(tiny_lm, task), 0, examples_per_eval=4)
+        Budget(engine_for(tiny_lm, task), 0, train_examples=4)
     with pytest.raises(ConfigError, match="unknown method 'sof-prompt'; did you mean 'soft-prompt'"):
         get_agent_class("sof-prompt")
 

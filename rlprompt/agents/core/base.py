@@ -167,7 +167,7 @@ class BaseAgent(Resumable, ABC):
         from rlprompt.agents.core.checkpoint import restore_global_rng_state
 
         if not isinstance(budget, Budget):
-            budget = Budget(self.engine, budget, examples_per_eval=len(self.task.texts("train")))
+            budget = Budget(self.engine, budget, train_examples=len(self.task.texts("train")))
         self.budget = budget
         found = self._checkpoint_to_resume(resume)
         progress = sys.stderr.isatty() if progress is None else progress

@@ -38,19 +38,19 @@ class Budget:
 
     :param engine: the :class:`~rlprompt.lm.ScoringEngine` the agent scores with.
     :param limit: prompt evaluations allowed (a positive number).
-    :param examples_per_eval: the size n of the training split: n example evaluations make
+    :param train_examples: the size n of the training split: n example evaluations make
         one prompt evaluation.
-    :raises ConfigError: ``limit`` or ``examples_per_eval`` is not positive.
+    :raises ConfigError: ``limit`` or ``train_examples`` is not positive.
     """
 
-    def __init__(self, engine: object, limit: float, *, examples_per_eval: int) -> None:
+    def __init__(self, engine: object, limit: float, *, train_examples: int) -> None:
         if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0 or math.isinf(limit):
             raise ConfigError(f"budget must be a positive number of prompt evaluations, got {limit!r}")
-        if isinstance(examples_per_eval, bool) or not isinstance(examples_per_eval, int) or examples_per_eval < 1:
-            raise ConfigError(f"examples_per_eval must be a positive integer, got {examples_per_eval!r}")
+        if isinstance(train_examples, bool) or not isinstance(train_examples, int) or train_examples < 1:
+            raise ConfigError(f"train_examples must be a positive integer, got {train_examples!r}")
         self.engine = engine
         self.limit = limit
-        self.examples_per_eval = examples_per_eval
+        self.train_examples = train_examples
         self.extra = EngineCounters()
         self._start = engine.counters.copy()  # type: ignore[attr-defined]
         self._closed: EngineCounters | None = None
@@ -67,7 +67,7 @@ class Budget:
     @property
     def used(self) -> float:
         """Prompt evaluations spent so far (example evaluations / training-split size)."""
-        return self.spent().example_evals / self.examples_per_eval
+        return self.spent().example_evals / self.train_examples
 
     @property
     def remaining(self) -> float:
@@ -77,20 +77,20 @@ class Budget:
     @property
     def exhausted(self) -> bool:
         """True when not even one more example evaluation fits."""
-        return self.remaining * self.examples_per_eval < 1 - _EPS
+        return self.remaining * self.train_examples < 1 - _EPS
 
     def room(self, n_examples: int | None = None) -> int:
         """How many more prompts scored on ``n_examples`` examples each fit (default: the whole
         training split, i.e. whole prompt evaluations)."""
-        n = self.examples_per_eval if n_examples is None else n_examples
+        n = self.train_examples if n_examples is None else n_examples
         if n < 1:
             return 0
-        left = self.limit * self.examples_per_eval - self.spent().example_evals
+        left = self.limit * self.train_examples - self.spent().example_evals
         return max(0, math.floor(left / n + _EPS))
 
     def cost(self, n_prompts: int, n_examples: int) -> float:
         """What scoring ``n_prompts`` prompts on ``n_examples`` examples each costs."""
-        return n_prompts * n_examples / self.examples_per_eval
+        return n_prompts * n_examples / self.train_examples
 
     def take(self, wanted: int, n_examples: int | None = None) -> int:
         """How many of ``wanted`` prompts (scored on ``n_examples`` each) still fit (0 when spent)."""
