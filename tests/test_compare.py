@@ -187,12 +187,12 @@ def test_compare_cli_end_to_end_and_method_options(tiny_model_dir, tmp_path, cap
     assert records["soft-prompt-prefix"]["options"]["placement"] == "prefix"
 
 
-def test_demo_runs_the_three_methods(tiny_model_dir, tmp_path, capsys):
+def test_demo_runs_its_four_methods(tiny_model_dir, tmp_path, capsys):
     code = main(["demo", "--model", str(tiny_model_dir), "--budget", "40", "--out", str(tmp_path / "demo"),
                  "--no-progress"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    for method in ("manual", "ppo", "soft-prompt"):
+    for method in ("manual", "random", "sql", "soft-prompt"):
         assert f"| {method} |" in captured.out
     assert (tmp_path / "demo" / "curves.png").exists()
 

@@ -1,5 +1,5 @@
 """``rlprompt demo``, the main job: a small comparison on the embedded defaults (the manual
-prompts, an RL agent writing discrete prompts, gradient soft prompt tuning)."""
+prompt, random search, soft Q-learning writing discrete prompts, gradient soft prompt tuning)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from rlprompt.cli.compare import add_run_args, build_compare_config, execute
 from rlprompt.errors import ConfigError
 
-DEMO_METHODS = "manual,ppo,soft-prompt"
+DEMO_METHODS = "manual,random,sql,soft-prompt"
 
 
 def add_demo_args(p: argparse.ArgumentParser) -> None:
@@ -28,7 +28,7 @@ def add_demo_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Run ``rlprompt demo``: manual prompt vs an RL agent vs soft prompt tuning."""
+    """Run ``rlprompt demo``: the manual prompt, random search, soft Q-learning and soft prompt tuning."""
     from rlprompt.experiments import InProcessExecutor
 
     task = args.task or ("sst-2" if args.data_dir is not None else "demo")
