@@ -93,7 +93,7 @@ def test_missing_column_lists_present(tmp_path: Path) -> None:
     path = write(tmp_path / "a.tsv", "sentence\ttarget\nok\t0\n")
     _bad(path, r"no label column 'label'; the columns present are \['sentence', 'target'\]")
     path = write(tmp_path / "b.tsv", "review\tlabel\nok\t0\n")
-    _bad(path, r"no text column.*'sentence' or 'text'.*\['review', 'label'\]; pass text_column")
+    _bad(path, r"no text column.*'sentence' or 'text'.*\['review', 'label'\]; name it with --text-column")
 
 
 def test_duplicate_header(tmp_path: Path) -> None:

@@ -102,6 +102,7 @@ def build_compare_config(args: argparse.Namespace, methods: str, seeds: str | No
         reward=args.reward, test_examples=args.test_examples,
         options=_options(getattr(args, "set", None), method_list),
         manual_prompts=getattr(args, "manual_prompt", None),
+        partial_weights=bool(getattr(args, "allow_partial_weights", False)),
     )
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rlprompt.errors import ConfigError, DataError
-from rlprompt.tasks.task import Example, Task
+from rlprompt.tasks.task import Example, Task, class_names
 
 TEXT_COLUMNS = ("sentence", "text")
 """Text columns tried in order when none is named."""
@@ -146,6 +146,7 @@ def load_table(
     :raises ConfigError: the number of classes cannot be known, or the format cannot be told.
     """
     path = Path(path)
+    check_columns(text_column, label_column)
     if num_classes is None:
         if label_names:
             num_classes = len(label_names)
@@ -300,20 +301,37 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
         yield line, obj
 
 
+def check_columns(text_column: str | Sequence[str] | None, label_column: str | None) -> None:
+    """Refuse column choices that cannot be right: an empty name, or the text read from the
+    label column (every prompt would be scored on the answer itself).
+
+    :raises ConfigError: naming the choice.
+    """
+    texts = [text_column] if isinstance(text_column, str) else list(text_column or ())
+    for role, col in [*(("text", t) for t in texts), ("label", label_column)]:
+        if col is not None and not str(col).strip():
+            raise ConfigError(f"the {role} column name is empty; give a column of the data (--{role}-column NAME)")
+    if label_column is not None and label_column in texts:
+        raise ConfigError(
+            f"the text column and the label column are both {label_column!r}: the input would be the answer; "
+            "give the column holding the text (--text-column NAME) and the one holding the label (--label-column)"
+        )
+
+
 def _pick_text_column(path: Path, columns: list[str], text_column: str | None, label_column: str) -> str:
     if text_column is None:
-        found = [c for c in TEXT_COLUMNS if c in columns]
+        found = [c for c in TEXT_COLUMNS if c in columns and c != label_column]
         if not found:
             raise DataError(
                 f"{path}: no text column: looked for {' or '.join(map(repr, TEXT_COLUMNS))} and found "
-                f"columns {columns}; pass text_column"
+                f"columns {columns}; name it with --text-column (text_column=)"
             )
         text_column = found[0]
     for role, col in (("text", text_column), ("label", label_column)):
         if col not in columns:
             raise DataError(
                 f"{path}:1: no {role} column {col!r}; the columns present are {columns}; "
-                f"pass {role}_column to pick one"
+                f"pick one with --{role}-column ({role}_column=)"
             )
     return text_column
 
@@ -357,7 +375,7 @@ def task_from_files(
             f"{len(label_names)} label names {list(label_names)} but {len(verbalizers)} verbalizers "
             f"{verbalizers}; give one of each per class"
         )
-    names = list(label_names) if label_names is not None else [v.strip() for v in verbalizers]
+    names = class_names(verbalizers, label_names, name)
     # The verbalizers (stripped) are accepted as label names too, after label_names.
     aliases = {v.strip(): i for i, v in enumerate(verbalizers) if v.strip() not in names}
     aliases.update(label_map or {})
