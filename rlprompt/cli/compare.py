@@ -107,8 +107,11 @@ def build_compare_config(args: argparse.Namespace, methods: str, seeds: str | No
 
 
 def _check_task(config: Any) -> None:
-    """Load the first seed's task now, so bad data fails before any run starts."""
+    """Check the device and dtype and load the first seed's task now, so bad input fails before any run."""
     from rlprompt.experiments.runner import load_run_task
+    from rlprompt.lm.loading import resolve_device, resolve_dtype
+
+    resolve_dtype(config.dtype, resolve_device(config.device))
 
     load_run_task(config, config.seeds[0])
 

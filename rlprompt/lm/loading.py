@@ -100,6 +100,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ConfigError(f"device {device!r} is not a torch device (try 'auto', 'cpu' or 'cuda')") from exc
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {device!r} is a torch device the engine cannot run on; use 'auto', 'cpu' or 'cuda'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asked for, but CUDA is not available here; use 'cpu' or 'auto'")
     return dev
