@@ -125,7 +125,10 @@ def execute(config: Any, args: argparse.Namespace, executor: Any) -> int:
     print(f"comparing {', '.join(config.methods)} on {config.task} with {config.model}: seeds "
           f"{', '.join(map(str, config.seeds))}, budget {config.budget} prompt evaluations each; writing {out}",
           file=sys.stderr, flush=True)
-    result = compare(config, out, executor=executor, force=args.force, progress=args.progress)
+    from rlprompt.io import lock_folder
+
+    with lock_folder(out, "compare"):  # one writer per folder: no lost results.jsonl record
+        result = compare(config, out, executor=executor, force=args.force, progress=args.progress)
     print("\n".join(result.table))
     failed = ", ".join(f"{r['method']}/s{r['seed']}" for r in result.failed)
     print(f"\nruns: {result.ran} run now, {result.skipped} already finished; {len(result.failed)} failed"
