@@ -224,7 +224,7 @@ def test_impossible_columns(suffix: str, argv: list[str], match: str, tiny_model
 
 
 def test_hf_text_column_is_label_column() -> None:
-    from rlprompt.tasks.table import check_columns
+    from rlprompt.tasks.task import check_columns
 
     with pytest.raises(ConfigError, match="both 'label'"):
         check_columns(["sentence", "label"], "label")

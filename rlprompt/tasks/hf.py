@@ -13,8 +13,8 @@ from typing import Any
 
 from rlprompt.errors import ConfigError, DataError
 from rlprompt.tasks.registry import TASKS, TaskSpec, normalize_task_name
-from rlprompt.tasks.table import LabelParser, check_columns
-from rlprompt.tasks.task import Example, Task
+from rlprompt.tasks.table import LabelParser
+from rlprompt.tasks.task import Example, Task, check_columns
 from rlprompt.tasks.task import class_names as checked_class_names
 
 _TEXT_GUESSES = ("sentence", "text", "content")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rlprompt.errors import ConfigError, DataError
-from rlprompt.tasks.task import Example, Task, class_names
+from rlprompt.tasks.task import Example, Task, check_columns, class_names
 
 TEXT_COLUMNS = ("sentence", "text")
 """Text columns tried in order when none is named."""
@@ -299,23 +299,6 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
                 f"got {type(obj).__name__}"
             )
         yield line, obj
-
-
-def check_columns(text_column: str | Sequence[str] | None, label_column: str | None) -> None:
-    """Refuse column choices that cannot be right: an empty name, or the text read from the
-    label column (every prompt would be scored on the answer itself).
-
-    :raises ConfigError: naming the choice.
-    """
-    texts = [text_column] if isinstance(text_column, str) else list(text_column or ())
-    for role, col in [*(("text", t) for t in texts), ("label", label_column)]:
-        if col is not None and not str(col).strip():
-            raise ConfigError(f"the {role} column name is empty; give a column of the data (--{role}-column NAME)")
-    if label_column is not None and label_column in texts:
-        raise ConfigError(
-            f"the text column and the label column are both {label_column!r}: the input would be the answer; "
-            "give the column holding the text (--text-column NAME) and the one holding the label (--label-column)"
-        )
 
 
 def _pick_text_column(path: Path, columns: list[str], text_column: str | None, label_column: str) -> str:

@@ -195,6 +195,23 @@ def _check_verbalizer_strings(task: str, verbalizers: list[str]) -> None:
         raise ConfigError(f"task {task!r}: verbalizers {dupes} repeat; each class needs its own word")
 
 
+def check_columns(text_column: str | Sequence[str] | None, label_column: str | None) -> None:
+    """Refuse column choices that cannot be right: an empty name, or the text read from the
+    label column (every prompt would be scored on the answer itself).
+
+    :raises ConfigError: naming the choice.
+    """
+    texts = [text_column] if isinstance(text_column, str) else list(text_column or ())
+    for role, col in [*(("text", t) for t in texts), ("label", label_column)]:
+        if col is not None and not str(col).strip():
+            raise ConfigError(f"the {role} column name is empty; give a column of the data (--{role}-column NAME)")
+    if label_column is not None and label_column in texts:
+        raise ConfigError(
+            f"the text column and the label column are both {label_column!r}: the input would be the answer; "
+            "give the column holding the text (--text-column NAME) and the one holding the label (--label-column)"
+        )
+
+
 def class_names(verbalizers: Sequence[str], label_names: Sequence[str] | None, task: str = "task") -> list[str]:
     """The class names: ``label_names``, or the stripped verbalizers; checked distinct (before any
     data is read: a label column holding names is parsed with them).
