@@ -229,3 +229,20 @@ def test_hf_text_column_is_label_column() -> None:
     with pytest.raises(ConfigError, match="both 'label'"):
         check_columns(["sentence", "label"], "label")
     check_columns(["premise", "hypothesis"], "label")
+
+
+# -- messages that send the user the right way --------------------------------------------------
+
+
+def test_whitespace_only_lines_are_skipped_and_a_directory_says_so(tmp_path: Path) -> None:
+    from rlprompt.errors import DataError
+    from rlprompt.tasks.table import load_table
+
+    f = tmp_path / "spaces.tsv"
+    f.write_text("sentence\tlabel\na good film\t1\n   \n\t\n \t \na bad film\t0\n    \n")
+    assert [e.label for e in load_table(f, num_classes=2)] == [1, 0]
+    folder = tmp_path / "data"
+    folder.mkdir()
+    with pytest.raises(DataError, match="is a directory") as err:
+        load_table(folder, num_classes=2)
+    assert "delimiter" not in str(err.value)

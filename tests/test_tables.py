@@ -143,7 +143,7 @@ def test_bad_jsonl(tmp_path: Path) -> None:
 
 
 def test_unknown_extension_and_missing_file(tmp_path: Path) -> None:
-    _bad(write(tmp_path / "a.txt", "text\tlabel\n"), r"extension '\.txt'.*pass delimiter", ConfigError)
+    _bad(write(tmp_path / "a.txt", "text\tlabel\n"), r"extension '\.txt'.*rename it to .csv", ConfigError)
     _bad(tmp_path / "nope.tsv", "no such file")
 
 

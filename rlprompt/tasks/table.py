@@ -114,8 +114,8 @@ def table_format(path: Path, delimiter: str | None = None) -> str:
     if suffix in _JSONL:
         return "jsonl"
     raise ConfigError(
-        f"{path}: cannot tell the format from the extension {suffix!r}; use .csv, .tsv or .jsonl, "
-        f"or pass delimiter (',', '\\t' or 'jsonl')"
+        f"{path}: cannot tell the format from the extension {suffix!r}; rename it to .csv, .tsv or .jsonl "
+        f"(the format is read from it; from Python, pass delimiter=',', '\\t' or 'jsonl')"
     )
 
 
@@ -146,6 +146,8 @@ def load_table(
     :raises ConfigError: the number of classes cannot be known, or the format cannot be told.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a data file; give a .csv, .tsv or .jsonl file")
     check_columns(text_column, label_column)
     if num_classes is None:
         if label_names:
@@ -257,8 +259,8 @@ def _csv_rows(
     try:
         for fields in reader:
             line, prev = prev + 1, reader.line_num
-            if not fields or fields == [""]:
-                continue  # blank line
+            if not any(f.strip() for f in fields):
+                continue  # a blank line, or one of spaces and delimiters only
             if len(fields) != len(header):
                 hint = (
                     "; a tab inside the text splits it (TSV is read without quoting)"
