@@ -6,6 +6,8 @@ import errno
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +69,51 @@ def write_json(path: str | Path, obj: Any) -> Path:
     """Atomically write ``obj`` as indented strict JSON (NaN/inf written as null)."""
     text = json.dumps(_strict(obj), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+LOCK_NAME = ".rlprompt.lock"
+
+
+@contextmanager
+def lock_folder(folder: str | Path, what: str) -> Iterator[Path]:
+    """Hold an exclusive lock on an output folder (``fcntl.flock`` on ``<folder>/.rlprompt.lock``,
+    holding the owner's pid) while a command writes there; a second writer is refused. The lock
+    file is removed on release (a waiter that opened the removed file notices and retries).
+
+    :param what: the command, for the message (``"compare"``, ``"train"``).
+    :raises ConfigError: another process holds the folder (its pid named), or it cannot be created.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create folder {str(folder)!r}: {write_failure(exc)}") from exc
+    path = folder / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ConfigError(
+                f"output folder {str(folder)!r} is in use by another rlprompt process (pid {holder}); wait for it "
+                f"to finish or give this {what} another --out"
+            ) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file between our open and our lock: take the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield path
+    finally:
+        with suppress(OSError):
+            os.unlink(path)
+        os.close(fd)

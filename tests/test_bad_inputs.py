@@ -220,7 +220,7 @@ CASES: dict[str, Case] = {
                               "test_file"),
     "no-such-data-file": Case([*EVAL, *files("{root}/nope.tsv")], "nope.tsv"),
     "unreadable-file": Case([*EVAL, *files("{unreadable}")], "unreadable.tsv: cannot read", subprocess=True),
-    "data-file-is-a-folder": Case([*EVAL, *files("{a_dir}")], "folder.tsv: cannot read"),
+    "data-file-is-a-folder": Case([*EVAL, *files("{a_dir}")], "folder.tsv: is a directory"),
     "unknown-extension": Case([*EVAL, *files("{data_txt}")], "extension"),
     "non-utf8-text": Case([*EVAL, *files("{latin1}")], "not UTF-8"),
     "empty-file": Case([*EVAL, *files("{empty}")], "empty"),

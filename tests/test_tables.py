@@ -93,7 +93,7 @@ def test_missing_column_lists_present(tmp_path: Path) -> None:
     path = write(tmp_path / "a.tsv", "sentence\ttarget\nok\t0\n")
     _bad(path, r"no label column 'label'; the columns present are \['sentence', 'target'\]")
     path = write(tmp_path / "b.tsv", "review\tlabel\nok\t0\n")
-    _bad(path, r"no text column.*'sentence' or 'text'.*\['review', 'label'\]; pass text_column")
+    _bad(path, r"no text column.*'sentence' or 'text'.*\['review', 'label'\]; name it with --text-column")
 
 
 def test_duplicate_header(tmp_path: Path) -> None:
@@ -143,7 +143,7 @@ def test_bad_jsonl(tmp_path: Path) -> None:
 
 
 def test_unknown_extension_and_missing_file(tmp_path: Path) -> None:
-    _bad(write(tmp_path / "a.txt", "text\tlabel\n"), r"extension '\.txt'.*pass delimiter", ConfigError)
+    _bad(write(tmp_path / "a.txt", "text\tlabel\n"), r"extension '\.txt'.*rename it to .csv", ConfigError)
     _bad(tmp_path / "nope.tsv", "no such file")
 
 

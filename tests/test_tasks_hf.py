@@ -98,7 +98,7 @@ def test_hf_errors(tmp_path: Path) -> None:
         load_hf(folder, k_shot=4, verbalizers=POLARITY, cache_dir=cache)
     with pytest.raises(DataError, match=r"no text column 'body'; columns present: \['text', 'label'\]"):
         load_hf(folder, k_shot=1, verbalizers=POLARITY, text_column="body", cache_dir=cache)
-    with pytest.raises(ConfigError, match="pass verbalizers"):
+    with pytest.raises(ConfigError, match="pass --verbalizers"):
         load_hf(folder, k_shot=1, cache_dir=cache)
     with pytest.raises(DataError, match="no split 'validation'"):
         load_hf(folder, k_shot=1, verbalizers=POLARITY, test_split="validation", cache_dir=cache)

@@ -38,6 +38,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     g.add_argument("--dtype", default="auto",
                    help="auto (bfloat16 on CUDA and on CPUs with native bf16, else float32), float32, bfloat16")
+    g.add_argument("--allow-partial-weights", action="store_true",
+                   help="accept a model folder whose weights miss tensors of its config (they are random) or "
+                        "hold others; by default that is an error naming them")
     g.add_argument("--reward-timeout", type=float, metavar="SECONDS",
                    help="stop with an error when one call of a custom reward (pkg.module:fn) takes longer")
 
@@ -57,7 +60,8 @@ def build_engine(args: argparse.Namespace) -> tuple[Any, Any]:
     """Load the LM, the task (checked against the LM's tokenizer) and the scoring engine."""
     from rlprompt.lm import ScoringEngine, load_lm
 
-    lm = load_lm(args.model, device=args.device, dtype=args.dtype)
+    lm = load_lm(args.model, device=args.device, dtype=args.dtype,
+                 partial_weights=getattr(args, "allow_partial_weights", False))
     task = load_task_from_args(args, masked=lm.kind == "masked")
     task.check_verbalizers(lm.tokenizer, single_token=lm.kind == "masked")
     return ScoringEngine(lm, task.verbalizers, task.template), task

@@ -102,12 +102,16 @@ def build_compare_config(args: argparse.Namespace, methods: str, seeds: str | No
         reward=args.reward, test_examples=args.test_examples,
         options=_options(getattr(args, "set", None), method_list),
         manual_prompts=getattr(args, "manual_prompt", None),
+        partial_weights=bool(getattr(args, "allow_partial_weights", False)),
     )
 
 
 def _check_task(config: Any) -> None:
-    """Load the first seed's task now, so bad data fails before any run starts."""
+    """Check the device and dtype and load the first seed's task now, so bad input fails before any run."""
     from rlprompt.experiments.runner import load_run_task
+    from rlprompt.lm.loading import resolve_device, resolve_dtype
+
+    resolve_dtype(config.dtype, resolve_device(config.device))
 
     load_run_task(config, config.seeds[0])
 
@@ -121,7 +125,10 @@ def execute(config: Any, args: argparse.Namespace, executor: Any) -> int:
     print(f"comparing {', '.join(config.methods)} on {config.task} with {config.model}: seeds "
           f"{', '.join(map(str, config.seeds))}, budget {config.budget} prompt evaluations each; writing {out}",
           file=sys.stderr, flush=True)
-    result = compare(config, out, executor=executor, force=args.force, progress=args.progress)
+    from rlprompt.io import lock_folder
+
+    with lock_folder(out, "compare"):  # one writer per folder: no lost results.jsonl record
+        result = compare(config, out, executor=executor, force=args.force, progress=args.progress)
     print("\n".join(result.table))
     failed = ", ".join(f"{r['method']}/s{r['seed']}" for r in result.failed)
     print(f"\nruns: {result.ran} run now, {result.skipped} already finished; {len(result.failed)} failed"

@@ -16,7 +16,7 @@ from typing import Any
 
 from rlprompt import __version__
 from rlprompt.cli.common import EXIT_INPUT, EXIT_INTERRUPTED
-from rlprompt.errors import RLPromptError
+from rlprompt.errors import ConfigError, RLPromptError
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rlprompt", description="Find prompts for a frozen language model with reinforcement learning."
     )
     parser.add_argument("--version", action="version", version=f"rlprompt {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("-v", "--verbose", "--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for name, cmd in COMMANDS.items():
         cmd.add_args(sub.add_parser(name, help=cmd.help, description=cmd.help))
@@ -86,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
+        for flag in ("seed", "agent_seed"):
+            value = getattr(args, flag, None)
+            if isinstance(value, int) and value < 0:
+                raise ConfigError(f"--{flag.replace('_', '-')} must be 0 or more, got {value}")
         timeout = getattr(args, "reward_timeout", None)
         if timeout is None:
             return COMMANDS[args.command].run(args)
@@ -101,6 +105,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rlprompt: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except SystemExit as exc:  # a plug-in called sys.exit: never a silent success
+        if args.verbose:
+            raise
+        print(f"rlprompt: error: something called sys.exit({exc.code!r}) during the run (a plug-in?); "
+              "the run did not finish (see --debug)", file=sys.stderr)
+        return EXIT_INPUT
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, the traceback with --debug
+        if args.verbose:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"rlprompt: error: {type(exc).__name__}: {first} (an unexpected failure; rerun with --debug "
+              "for the traceback)", file=sys.stderr)
+        return 1
 
 
 def _quiet_libraries(verbose: bool) -> None:

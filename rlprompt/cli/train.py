@@ -146,6 +146,13 @@ def run_train(args: argparse.Namespace) -> int:
     config = build_config(cls.config_class, args)
     out = args.out or Path("runs") / f"{args.task}-{args.agent}-{args.space}-s{args.seed}"
     check_writable(out / "summary.json")
+    from rlprompt.io import lock_folder
+
+    with lock_folder(out, "train"):  # one writer per folder (a resume included)
+        return _train(args, cls, config, out)
+
+
+def _train(args: argparse.Namespace, cls: Any, config: Any, out: Path) -> int:
     engine, task = build_engine(args)
     agent = cls(engine, task, config, out_dir=out)
     progress = {"auto": None, "on": True, "off": False}[args.progress]

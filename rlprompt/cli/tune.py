@@ -159,6 +159,15 @@ def run_tune(args: argparse.Namespace) -> int:
     agent_cls = get_agent_class(args.method)
     if args.export_peft is not None and agent_cls.prompt_kind != "soft":
         raise ConfigError(f"--export-peft needs a soft-prompt method (soft-prompt, cma), not {args.method!r}")
+    if args.out is None:
+        return _tune(args, agent_cls, config)
+    from rlprompt.io import lock_folder
+
+    with lock_folder(args.out, "tune"):  # one writer per folder (a resume included)
+        return _tune(args, agent_cls, config)
+
+
+def _tune(args: argparse.Namespace, agent_cls: Any, config: Any) -> int:
     engine, task = build_engine(args)
     agent = agent_cls(engine, task, config, out_dir=args.out)
     print(f"tune {args.method} on {task.name} ({task.source}), seed {args.seed}, model {engine.lm.name} on "

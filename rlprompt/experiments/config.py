@@ -108,6 +108,8 @@ class CompareConfig:
         examples only (None: all).
     :param options: per-method option overrides, ``{method: {option: value}}``.
     :param manual_prompts: the prompts of ``manual`` (None: the task's own list).
+    :param partial_weights: accept model weights that do not match the model's config
+        (``--allow-partial-weights``; by default an error).
     """
 
     task: str = "demo"
@@ -123,6 +125,7 @@ class CompareConfig:
     test_examples: int | None = None
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     manual_prompts: list[str] | None = None
+    partial_weights: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:

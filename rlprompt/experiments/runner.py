@@ -82,7 +82,7 @@ def build_run_engine(config: CompareConfig, seed: int) -> tuple[Any, Any]:
     """(engine, task) for one seed; the LM is loaded once per process and shared."""
     from rlprompt.lm import ScoringEngine, load_lm
 
-    lm = load_lm(config.model, device=config.device, dtype=config.dtype)
+    lm = load_lm(config.model, device=config.device, dtype=config.dtype, partial_weights=config.partial_weights)
     task = load_run_task(config, seed, masked=lm.kind == "masked")
     task.check_verbalizers(lm.tokenizer, single_token=lm.kind == "masked")
     return ScoringEngine(lm, task.verbalizers, task.template), task

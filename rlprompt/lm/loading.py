@@ -100,6 +100,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ConfigError(f"device {device!r} is not a torch device (try 'auto', 'cpu' or 'cuda')") from exc
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {device!r} is a torch device the engine cannot run on; use 'auto', 'cpu' or 'cuda'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asked for, but CUDA is not available here; use 'cpu' or 'auto'")
     return dev
@@ -152,7 +154,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     return resolved
 
 
-_LOADED: dict[tuple[str, str, str], FrozenLM] = {}
+_LOADED: dict[tuple[str, str, str, bool], FrozenLM] = {}
 _LOCK = threading.Lock()
 
 
@@ -163,6 +165,7 @@ def load_lm(
     *,
     kind: LMKind | None = None,
     reuse: bool = True,
+    partial_weights: bool = False,
 ) -> FrozenLM:
     """Load a frozen LM and its tokenizer.
 
@@ -173,31 +176,35 @@ def load_lm(
     :param kind: force ``"causal"`` or ``"masked"``; by default read from the config.
     :param reuse: return the already loaded instance for the same arguments, so
         environments and agents in one process share one copy of the weights.
-    :raises ModelLoadError: the model cannot be found or loaded; the message says how to fix it.
+    :param partial_weights: accept weights that do not match the architecture (missing tensors are
+        randomly initialised, unexpected ones dropped); by default that is an error naming them.
+    :raises ModelLoadError: the model cannot be found or loaded, or its weights do not match its
+        architecture; the message says how to fix it.
     """
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         raise ConfigError(f"model name must be a non-empty string, got {name_or_path!r}")
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    key = (name_or_path, str(dev), str(dt))
+    key = (name_or_path, str(dev), str(dt), bool(partial_weights))
     with _LOCK:
         if reuse and key in _LOADED and (kind is None or _LOADED[key].kind == kind):
             return _LOADED[key]
-        lm = _load_uncached(name_or_path, dev, dt, kind)
+        lm = _load_uncached(name_or_path, dev, dt, kind, bool(partial_weights))
         if reuse:
             _LOADED[key] = lm
         return lm
 
 
-def _load_uncached(name: str, device: torch.device, dtype: torch.dtype, kind: LMKind | None) -> FrozenLM:
+def _load_uncached(name: str, device: torch.device, dtype: torch.dtype, kind: LMKind | None,
+                   partial: bool = False) -> FrozenLM:
     if name.lower() == DEFAULT_MODEL:
         folder = _smollm2_folder()
-        return _from_pretrained(name, str(folder), device, dtype, kind, gguf_file=None)
+        return _from_pretrained(name, str(folder), device, dtype, kind, gguf_file=None, partial=partial)
     path = Path(name).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelLoadError(f"GGUF file {str(path)!r} does not exist")
-        return _from_pretrained(name, str(path.parent), device, dtype, kind, gguf_file=path.name)
+        return _from_pretrained(name, str(path.parent), device, dtype, kind, gguf_file=path.name, partial=partial)
     if path.exists() and not path.is_dir():
         raise ModelLoadError(f"{name!r} is a file, not a model folder or a .gguf file")
     if path.is_dir() and not (path / "config.json").is_file():
@@ -214,7 +221,7 @@ def _load_uncached(name: str, device: torch.device, dtype: torch.dtype, kind: LM
                 "(model.save_pretrained(folder) writes model.safetensors)"
             )
         raise ModelLoadError(f"model folder {str(path)!r} has no weights (*.safetensors); save it with save_pretrained")
-    return _from_pretrained(name, name, device, dtype, kind, gguf_file=None)
+    return _from_pretrained(name, name, device, dtype, kind, gguf_file=None, partial=partial)
 
 
 def _detect_kind(config: Any) -> LMKind:
@@ -234,6 +241,7 @@ def _from_pretrained(
     dtype: torch.dtype,
     kind: LMKind | None,
     gguf_file: str | None,
+    partial: bool = False,
 ) -> FrozenLM:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
@@ -245,7 +253,10 @@ def _from_pretrained(
         tokenizer = AutoTokenizer.from_pretrained(source, **extra)
         lm_kind = kind or _detect_kind(config)
         auto = AutoModelForMaskedLM if lm_kind == "masked" else AutoModelForCausalLM
-        model = auto.from_pretrained(source, dtype=dtype, **extra, **weights)
+        # The loading report is silenced with transformers' logging; read it here instead (and get
+        # tensors of the wrong shape into it rather than an error pointing at the silenced report).
+        model, info = auto.from_pretrained(source, dtype=dtype, output_loading_info=True,
+                                           ignore_mismatched_sizes=True, **extra, **weights)
     except Exception as exc:  # noqa: BLE001 - transformers, tokenizers and safetensors raise many types
         hint = ""
         if not Path(source).exists():
@@ -253,7 +264,39 @@ def _from_pretrained(
                     f" which may be unreachable here; the embedded default '{DEFAULT_MODEL}' needs none)")
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"cannot load model {name!r}: {first}{hint}") from exc
+    if not partial:
+        check_loading_info(name, info)
     return _freeze(name, model, tokenizer, lm_kind, device)
+
+
+def check_loading_info(name: str, info: dict[str, Any]) -> None:
+    """Refuse weights that do not match the architecture: a missing tensor would be randomly
+    initialised and every score would look real (transformers only logs it).
+
+    :param info: ``from_pretrained(..., output_loading_info=True)``'s report.
+    :raises ModelLoadError: naming the missing, unexpected and mismatched tensors (the first few).
+    """
+    def names(items: Any, limit: int = 3) -> str:
+        shown = sorted(items)[:limit]
+        return ", ".join(shown) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+    problems = []
+    if info.get("missing_keys"):
+        problems.append(f"{len(info['missing_keys'])} missing (would be random): {names(info['missing_keys'])}")
+    if info.get("unexpected_keys"):
+        problems.append(f"{len(info['unexpected_keys'])} unexpected: {names(info['unexpected_keys'])}")
+    mismatched = {f"{k[0]} {tuple(k[1])} vs {tuple(k[2])}" if isinstance(k, tuple) and len(k) == 3 else str(k)
+                  for k in info.get("mismatched_keys") or ()}
+    if mismatched:
+        problems.append(f"{len(mismatched)} of the wrong shape (file vs model): {names(mismatched)}")
+    if info.get("error_msgs"):
+        problems.append(f"errors: {names(set(map(str, info['error_msgs'])), 1)}")
+    if problems:
+        raise ModelLoadError(
+            f"model {name!r}: the weights do not match the model's config ({'; '.join(problems)}); the "
+            "scores would come from a partly random model. Use weights saved with this config, or accept "
+            "it explicitly with --allow-partial-weights (load_lm(..., partial_weights=True))"
+        )
 
 
 def _check_finite_weights(name: str, model: Any) -> None:

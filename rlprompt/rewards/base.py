@@ -48,8 +48,9 @@ class RewardOutput:
     """What :class:`Reward` returns.
 
     :param rewards: float tensor [P], one reward per prompt (keeps its autograd graph).
-    :param diagnostics: per-prompt extras, each a tensor [P]. Always holds ``"accuracy"``
-        (added by :class:`Reward` when the function does not return it).
+    :param diagnostics: per-prompt extras, each a tensor [P]. Always holds ``"accuracy"``, computed
+        by :class:`Reward` from logprobs the function never saw (a function's own ``"accuracy"``
+        is kept as ``"reward_accuracy"``).
     """
 
     rewards: torch.Tensor
@@ -102,7 +103,9 @@ class Reward:
             wrong type, a wrong shape, or non-finite values.
         """
         labels = self._check_inputs(logprobs, labels)
-        result = self._run(logprobs, labels)
+        # The function gets its own copies (clone keeps the autograd graph): a reward that writes
+        # into what it is given cannot change the accuracy computed here or by the caller.
+        result = self._run(logprobs.clone(), labels.clone())
         return self._check_output(result, logprobs, labels)
 
     # -- checks --------------------------------------------------------------
@@ -138,6 +141,9 @@ class Reward:
             return self._run_with_timeout(logprobs, labels)
         except RewardError:
             raise
+        except SystemExit as err:  # would end the command as if it had succeeded (with code 0)
+            raise RewardError(f"reward {self.name!r} called sys.exit({err.code!r}); a reward must return "
+                              "rewards or raise") from err
         except Exception as err:
             raise RewardError(f"reward {self.name!r} raised {type(err).__name__}: {err}") from err
 
@@ -185,9 +191,12 @@ class Reward:
                 f"reward {self.name!r} returned {bad} non-finite value(s) (NaN or inf) out of {p}; "
                 f"guard divisions and logs of zero"
             )
-        if "accuracy" not in diagnostics:
-            with torch.no_grad():
-                diagnostics["accuracy"] = accuracy(logprobs, labels)
+        # "accuracy" is always the built-in one, from the logprobs the function never saw; a
+        # function's own "accuracy" is kept as "reward_accuracy".
+        if "accuracy" in diagnostics:
+            diagnostics["reward_accuracy"] = diagnostics.pop("accuracy")
+        with torch.no_grad():
+            diagnostics["accuracy"] = accuracy(logprobs, labels)
         return RewardOutput(rewards, diagnostics)
 
     def _check_tensor(self, value: Any, p: int, what: str) -> torch.Tensor:

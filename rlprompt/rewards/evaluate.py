@@ -164,8 +164,8 @@ def evaluate_split(
     bar.close()
     logprobs = torch.cat(parts, dim=1)  # [P, E, C]
     seconds = time.perf_counter() - start
+    acc = class_accuracy(logprobs, labels)  # before the reward, which gets its own copy anyway
     out = reward_fn(logprobs, labels)
-    acc = class_accuracy(logprobs, labels)
     rate = len(names) * len(texts) / max(seconds, 1e-9)
     return [
         PromptEvaluation(

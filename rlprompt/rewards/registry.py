@@ -137,6 +137,12 @@ def _import(spec: str) -> RewardFn:
             f"reward {spec!r}: cannot import module {module_name!r} ({type(err).__name__}: {err}); "
             f"check it is installed or on PYTHONPATH"
         ) from err
+    except (Exception, SystemExit) as err:  # a syntax error, or the module raised while imported
+        where = f" ({err.filename}:{err.lineno})" if isinstance(err, SyntaxError) else ""
+        raise ConfigError(
+            f"reward {spec!r}: module {module_name!r} failed while being imported: {type(err).__name__}: "
+            f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}{where}"
+        ) from err
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ConfigError(f"reward {spec!r}: module {module_name!r} has no attribute {attr!r}")

@@ -18,7 +18,7 @@ from pathlib import Path
 from rlprompt.errors import ConfigError, DataError
 from rlprompt.tasks.registry import TASKS, normalize_task_name
 from rlprompt.tasks.table import load_table
-from rlprompt.tasks.task import Example, Task
+from rlprompt.tasks.task import Example, Task, class_names
 
 FEWSHOT_SEEDS = (13, 21, 42, 87, 100)
 
@@ -69,7 +69,7 @@ def load_fewshot(
         if label_names is None:
             label_names = spec.label_names
     verbalizers = list(verbalizers)
-    names = list(label_names) if label_names is not None else [v.strip() for v in verbalizers]
+    names = class_names(verbalizers, label_names, task)
     splits: dict[str, list[Example]] = {}
     for split, path in (
         ("train", seed_dir / "train.tsv"),

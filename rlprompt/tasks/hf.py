@@ -14,7 +14,8 @@ from typing import Any
 from rlprompt.errors import ConfigError, DataError
 from rlprompt.tasks.registry import TASKS, TaskSpec, normalize_task_name
 from rlprompt.tasks.table import LabelParser
-from rlprompt.tasks.task import Example, Task
+from rlprompt.tasks.task import Example, Task, check_columns
+from rlprompt.tasks.task import class_names as checked_class_names
 
 _TEXT_GUESSES = ("sentence", "text", "content")
 _LOCAL_FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -89,6 +90,7 @@ def load_hf(
     columns = list(train_ds.column_names)
     text_cols = _text_columns(label, columns, text_column, spec)
     label_col = label_column or (spec.label_column if spec else "label")
+    check_columns(text_cols, label_col)
     if label_col not in columns:
         raise DataError(f"dataset {label}: no label column {label_col!r}; columns present: {columns}")
     verbalizers, label_names = _verbalizers(label, train_ds, label_col, spec, verbalizers, label_names)
@@ -212,7 +214,7 @@ def _text_columns(
             if text_column is None:
                 raise DataError(
                     f"dataset {label}: no text column (looked for {', '.join(_TEXT_GUESSES)}); "
-                    f"columns present: {columns}; pass text_column"
+                    f"columns present: {columns}; name it with --text-column (text_column=)"
                 )
     cols = [text_column] if isinstance(text_column, str) else list(text_column)
     for col in cols:
@@ -238,13 +240,12 @@ def _verbalizers(
             verbalizers = [" " + n for n in class_names]
         else:
             raise ConfigError(
-                f"dataset {label}: pass verbalizers (one word per class, in label order); "
+                f"dataset {label}: pass --verbalizers (one word per class, in label order); "
                 f"column {label_col!r} has no class names to derive them from"
             )
     if label_names is None:
         label_names = class_names if class_names and len(class_names) == len(verbalizers) else None
-    names = list(label_names) if label_names is not None else [v.strip() for v in verbalizers]
-    return list(verbalizers), names
+    return list(verbalizers), checked_class_names(verbalizers, label_names, label)
 
 
 def _kshot(

@@ -71,6 +71,11 @@ def load_task(
     """
     files = (train_file, dev_file, test_file)
     key = normalize_task_name(task)
+    if verbalizers is not None:
+        # "demo" is only the default name when the data comes from files or a dataset.
+        own_data = key != "demo" or all(f is None for f in files) and hf in (None, False)
+        if own_data:
+            _check_class_count(task, list(verbalizers))
     if any(f is not None for f in files):
         names = ("train_file", "dev_file", "test_file")
         missing = [n for n, f in zip(names, files, strict=True) if f is None]
@@ -134,10 +139,28 @@ def load_task(
             masked=masked,
         )
     spec = get_task_spec(task)  # unknown names fail here, with suggestions
-    ways = []
+    ways: list[str] = []
     if spec.fewshot:
         ways.append(f"data_dir=<folder with {spec.name}/<seed>/train.tsv> (or ${DATA_DIR_ENV})")
     if spec.hf_path:
         ways.append(f"hf=True (Hugging Face dataset {spec.hf_path})")
     ways.append("train_file/dev_file/test_file")
     raise ConfigError(f"task {spec.name!r} needs data: pass {' or '.join(ways)}")
+
+
+def _check_class_count(task: str, verbalizers: list[str]) -> None:
+    """Verbalizers for a known task must give one word per class of that task: three words on
+    SST-2 would silently make it another task (a class with no examples, a different chance level).
+
+    :raises ConfigError: the counts differ (the message says how to define a new task instead).
+    """
+    try:
+        spec = get_task_spec(task)
+    except ConfigError:
+        return  # not a known task: the verbalizers define it
+    if len(verbalizers) != len(spec.verbalizers):
+        raise ConfigError(
+            f"--verbalizers gives {len(verbalizers)} words but task {spec.name!r} has {len(spec.verbalizers)} "
+            f"classes ({', '.join(spec.label_names)}); give one word per class in label order, or define a "
+            "new task under a name of your own (--task NAME with --train-file/--dev-file/--test-file)"
+        )

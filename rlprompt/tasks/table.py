@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rlprompt.errors import ConfigError, DataError
-from rlprompt.tasks.task import Example, Task
+from rlprompt.tasks.task import Example, Task, check_columns, class_names
 
 TEXT_COLUMNS = ("sentence", "text")
 """Text columns tried in order when none is named."""
@@ -114,8 +114,8 @@ def table_format(path: Path, delimiter: str | None = None) -> str:
     if suffix in _JSONL:
         return "jsonl"
     raise ConfigError(
-        f"{path}: cannot tell the format from the extension {suffix!r}; use .csv, .tsv or .jsonl, "
-        f"or pass delimiter (',', '\\t' or 'jsonl')"
+        f"{path}: cannot tell the format from the extension {suffix!r}; rename it to .csv, .tsv or .jsonl "
+        f"(the format is read from it; from Python, pass delimiter=',', '\\t' or 'jsonl')"
     )
 
 
@@ -146,6 +146,9 @@ def load_table(
     :raises ConfigError: the number of classes cannot be known, or the format cannot be told.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a data file; give a .csv, .tsv or .jsonl file")
+    check_columns(text_column, label_column)
     if num_classes is None:
         if label_names:
             num_classes = len(label_names)
@@ -256,8 +259,8 @@ def _csv_rows(
     try:
         for fields in reader:
             line, prev = prev + 1, reader.line_num
-            if not fields or fields == [""]:
-                continue  # blank line
+            if not any(f.strip() for f in fields):
+                continue  # a blank line, or one of spaces and delimiters only
             if len(fields) != len(header):
                 hint = (
                     "; a tab inside the text splits it (TSV is read without quoting)"
@@ -302,18 +305,18 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _pick_text_column(path: Path, columns: list[str], text_column: str | None, label_column: str) -> str:
     if text_column is None:
-        found = [c for c in TEXT_COLUMNS if c in columns]
+        found = [c for c in TEXT_COLUMNS if c in columns and c != label_column]
         if not found:
             raise DataError(
                 f"{path}: no text column: looked for {' or '.join(map(repr, TEXT_COLUMNS))} and found "
-                f"columns {columns}; pass text_column"
+                f"columns {columns}; name it with --text-column (text_column=)"
             )
         text_column = found[0]
     for role, col in (("text", text_column), ("label", label_column)):
         if col not in columns:
             raise DataError(
                 f"{path}:1: no {role} column {col!r}; the columns present are {columns}; "
-                f"pass {role}_column to pick one"
+                f"pick one with --{role}-column ({role}_column=)"
             )
     return text_column
 
@@ -357,7 +360,7 @@ def task_from_files(
             f"{len(label_names)} label names {list(label_names)} but {len(verbalizers)} verbalizers "
             f"{verbalizers}; give one of each per class"
         )
-    names = list(label_names) if label_names is not None else [v.strip() for v in verbalizers]
+    names = class_names(verbalizers, label_names, name)
     # The verbalizers (stripped) are accepted as label names too, after label_names.
     aliases = {v.strip(): i for i, v in enumerate(verbalizers) if v.strip() not in names}
     aliases.update(label_map or {})

@@ -9,6 +9,7 @@ verbalizers. Construction validates everything it can without a tokenizer;
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -78,6 +79,8 @@ class Task:
                 f"task {self.name!r}: {len(self.label_names)} label names {self.label_names} but "
                 f"{len(self.verbalizers)} verbalizers {self.verbalizers}; give one name per class"
             )
+        default_names = self.label_names == [v.strip() for v in self.verbalizers]
+        check_distinct_names(self.label_names, self.verbalizers if default_names else None, self.name)
         if self.template is None:
             self.template = MASKED_TEMPLATE if self.masked else CAUSAL_TEMPLATE
         Template.parse(self.template, masked=self.masked)
@@ -190,6 +193,54 @@ def _check_verbalizer_strings(task: str, verbalizers: list[str]) -> None:
     dupes = sorted(v for v, n in Counter(verbalizers).items() if n > 1)
     if dupes:
         raise ConfigError(f"task {task!r}: verbalizers {dupes} repeat; each class needs its own word")
+
+
+def check_columns(text_column: str | Sequence[str] | None, label_column: str | None) -> None:
+    """Refuse column choices that cannot be right: an empty name, or the text read from the
+    label column (every prompt would be scored on the answer itself).
+
+    :raises ConfigError: naming the choice.
+    """
+    texts = [text_column] if isinstance(text_column, str) else list(text_column or ())
+    for role, col in [*(("text", t) for t in texts), ("label", label_column)]:
+        if col is not None and not str(col).strip():
+            raise ConfigError(f"the {role} column name is empty; give a column of the data (--{role}-column NAME)")
+    if label_column is not None and label_column in texts:
+        raise ConfigError(
+            f"the text column and the label column are both {label_column!r}: the input would be the answer; "
+            "give the column holding the text (--text-column NAME) and the one holding the label (--label-column)"
+        )
+
+
+def class_names(verbalizers: Sequence[str], label_names: Sequence[str] | None, task: str = "task") -> list[str]:
+    """The class names: ``label_names``, or the stripped verbalizers; checked distinct (before any
+    data is read: a label column holding names is parsed with them).
+
+    :raises ConfigError: two classes with one name (:func:`check_distinct_names`).
+    """
+    names = list(label_names) if label_names is not None else [v.strip() for v in verbalizers]
+    check_distinct_names(names, list(verbalizers) if label_names is None else None, task)
+    return names
+
+
+def check_distinct_names(names: list[str], verbalizers: list[str] | None = None, task: str = "task") -> None:
+    """Refuse class names that are the same once stripped: a label written as that name would
+    map to the first of the classes, silently merging two of them.
+
+    :raises ConfigError: naming the colliding classes (and their verbalizers, the default names).
+    """
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        key = str(name).strip()
+        if key in seen:
+            j = seen[key]
+            what = (f"verbalizers {verbalizers[j]!r} and {verbalizers[i]!r}" if verbalizers is not None
+                    else f"label names {names[j]!r} and {names[i]!r}")
+            raise ConfigError(
+                f"task {task!r}: {what} (classes {j} and {i}) both give the class name {key!r}, so a label "
+                f"written as {key!r} could not tell them apart; give each class its own word"
+            )
+        seen[key] = i
 
 
 def _token_ids(tokenizer: Any, text: str) -> list[int]:
