@@ -185,6 +185,17 @@ def test_resume_of_a_finished_run_spends_nothing_more(tiny_lm, task, tmp_path):
     assert again.engine.counters.prompt_evals == 0 and engine_before.prompt_evals > 0
 
 
+@pytest.mark.parametrize("method", ["random", "sql"])
+def test_resume_with_a_larger_budget_extends_a_finished_run(tiny_lm, task, tmp_path, method):
+    first = make(method, tiny_lm, task, tmp_path / "run").learn(20, progress=False)
+    assert first.status == "completed" and first.budget.used == 20
+    more = make(method, tiny_lm, task, tmp_path / "run").learn(45, progress=False, resume=True)
+    assert more.status == "completed" and more.budget.used == 45
+    assert more.engine.counters.example_evals > 0  # it scored new prompts, not only restored the old ones
+    assert more.tracker.best.dev_accuracy >= first.tracker.best.dev_accuracy
+    assert len(more.tracker.curve) >= len(first.tracker.curve)
+
+
 # -- refusals and fresh starts -----------------------------------------------------------------
 
 
@@ -196,8 +207,8 @@ def test_resume_refuses_a_missing_or_foreign_checkpoint(tiny_lm, task, tmp_path)
     make("random", tiny_lm, task, tmp_path / "run").learn(20, progress=False)
     with pytest.raises(ConfigError, match=r"belongs to another run \(seed=0 there, 1 here\)"):
         make("random", tiny_lm, task, tmp_path / "run", seed=1).learn(20, progress=False, resume="auto")
-    with pytest.raises(ConfigError, match="budget: 20 there, 30 here"):
-        make("random", tiny_lm, task, tmp_path / "run").learn(30, progress=False, resume=True)
+    with pytest.raises(ConfigError, match="budget: 20 there, 10 here.*--budget 20 or more"):
+        make("random", tiny_lm, task, tmp_path / "run").learn(10, progress=False, resume=True)
     with pytest.raises(ConfigError, match="method: 'random' there, 'lm-prior' here"):
         make("lm-prior", tiny_lm, task, tmp_path / "run").learn(20, progress=False, resume=True)
     # checkpoint_every may change between the runs; resume must be one of three values

@@ -162,7 +162,8 @@ class BaseAgent(Resumable, ABC):
             the best prompts, the curve, the RNG states and the agent's own state.
         :returns: the agent.
         :raises ConfigError: ``resume=True`` without a checkpoint, or a checkpoint of
-            another method, config, task, model or budget.
+            another method, config, task or model, or of a larger budget (a larger budget
+            than the checkpoint's extends a stopped or finished run).
         """
         from rlprompt.agents.core.checkpoint import restore_global_rng_state
 
@@ -178,6 +179,8 @@ class BaseAgent(Resumable, ABC):
         if found is not None:
             try:
                 self.restore_state(*found)
+                if self.status == "completed" and self.budget.limit > float(found[1]["budget"]["limit"]):
+                    self.status = "running"  # a finished run given a larger budget continues
             except (KeyError, IndexError, ValueError, TypeError, RuntimeError) as exc:
                 raise DataError(f"the checkpoint in {str(self.out_dir / 'checkpoint')!r} does not fit this "
                                 f"{self.name} agent ({type(exc).__name__}: {exc}); delete it to start afresh") from None

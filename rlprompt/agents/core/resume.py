@@ -130,13 +130,17 @@ class Resumable:
                                   "run without resume (--resume) to start afresh")
             return None
         saved, now = found[1].get("fingerprint", {}), self.fingerprint()
-        diffs = [f"{key}: {saved.get(key)!r} there, {now[key]!r} here" for key in now if saved.get(key) != now[key]]
+        # A larger budget extends the run (what a user wants after a rising curve); a smaller one is refused.
+        diffs = [f"{key}: {saved.get(key)!r} there, {now[key]!r} here" for key in now
+                 if saved.get(key) != now[key] and not (key == "budget" and _extends(saved.get(key), now[key]))]
         if diffs:
             config = [f"{k}={saved.get('config', {}).get(k)!r} there, {v!r} here"
                       for k, v in now["config"].items() if saved.get("config", {}).get(k) != v]
             detail = "; ".join(config) if config and len(diffs) == 1 else "; ".join(diffs)
+            hint = (f"; resume with --budget {saved['budget']} or more (a larger budget extends the run)"
+                    if [d for d in diffs if d.startswith("budget:")] else "")
             raise ConfigError(f"the checkpoint in {str(self.out_dir / 'checkpoint')!r} belongs to another run "
-                              f"({detail}); rerun with the same options, or use another output folder "
+                              f"({detail}){hint}; rerun with the same options, or use another output folder "
                               "(or drop --resume to start afresh there)")
         return found
 
@@ -169,3 +173,8 @@ class Resumable:
         self._stop_requested = name
         print(f"\nrlprompt: {name}: stopping at the next checkpoint (press Ctrl-C again to stop now)",
               file=sys.stderr, flush=True)
+
+
+def _extends(saved: Any, now: Any) -> bool:
+    """``now`` is a larger budget than the checkpoint's ``saved`` one."""
+    return isinstance(saved, (int, float)) and isinstance(now, (int, float)) and now > saved
