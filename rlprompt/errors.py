@@ -26,3 +26,9 @@ class ModelLoadError(RLPromptError, OSError):
 
 class RewardError(RLPromptError, RuntimeError):
     """A reward function (built-in or plug-in) failed or returned a bad value."""
+
+
+def first_line(exc: BaseException, default: str = "") -> str:
+    """The first line of an exception's message (``default`` when it has none): for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else default

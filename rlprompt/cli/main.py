@@ -16,7 +16,7 @@ from typing import Any
 
 from rlprompt import __version__
 from rlprompt.cli.common import EXIT_INPUT, EXIT_INTERRUPTED
-from rlprompt.errors import ConfigError, RLPromptError
+from rlprompt.errors import ConfigError, RLPromptError, first_line
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, the traceback with --debug
         if args.verbose:
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = first_line(exc)
         print(f"rlprompt: error: {type(exc).__name__}: {first} (an unexpected failure; rerun with --debug "
               "for the traceback)", file=sys.stderr)
         return 1

@@ -159,11 +159,12 @@ def run_tune(args: argparse.Namespace) -> int:
     agent_cls = get_agent_class(args.method)
     if args.export_peft is not None and agent_cls.prompt_kind != "soft":
         raise ConfigError(f"--export-peft needs a soft-prompt method (soft-prompt, cma), not {args.method!r}")
-    if args.out is None:
-        return _tune(args, agent_cls, config)
+    from contextlib import nullcontext
+
     from rlprompt.io import lock_folder
 
-    with lock_folder(args.out, "tune"):  # one writer per folder (a resume included)
+    # One writer per folder (a resume included); without --out nothing is written.
+    with nullcontext() if args.out is None else lock_folder(args.out, "tune"):
         return _tune(args, agent_cls, config)
 
 

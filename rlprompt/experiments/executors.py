@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from rlprompt.errors import ConfigError
+from rlprompt.errors import ConfigError, first_line
 from rlprompt.experiments.config import CompareConfig
 from rlprompt.experiments.runner import run_one
 
@@ -96,7 +96,7 @@ class RayExecutor:
                     ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
             except Exception as exc:  # Ray's connection errors are of many types
                 raise ConfigError(f"cannot start Ray{f' at {self.address!r}' if self.address else ''}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                                  f"{first_line(exc, type(exc).__name__)}") from None
         from rlprompt.rewards.registry import _PLUGIN_TIMEOUT
 
         reward_timeout = _PLUGIN_TIMEOUT.get()
@@ -114,7 +114,7 @@ class RayExecutor:
                 try:
                     record = ray.get(done[0])
                 except Exception as exc:  # the worker died (out of memory, killed): record and go on
-                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    first = first_line(exc)
                     record = {"method": method, "seed": seed, "task": config.task, "model": config.model,
                               "budget": config.budget, "status": "failed",
                               "error": f"Ray worker failed: {type(exc).__name__}: {first}"}

@@ -16,7 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from rlprompt.errors import ConfigError
+from rlprompt.errors import ConfigError, first_line
 from rlprompt.experiments.config import MANUAL, CompareConfig, resolve_method
 from rlprompt.experiments.manual import manual_prompts
 
@@ -115,7 +115,7 @@ def run_one(config: CompareConfig, method: str, seed: int, out: str | Path, *,
         from rlprompt.io import atomic_write_bytes
 
         atomic_write_bytes(run_dir / "error.txt", text.encode())
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        message = first_line(exc)
         record = {"status": "failed", "error": f"{type(exc).__name__}: {message}".rstrip(": ")}
     record.setdefault("wall_seconds", round(time.perf_counter() - start, 3))
     return {**base, **record}

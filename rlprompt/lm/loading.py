@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from rlprompt.errors import ConfigError, ModelLoadError
+from rlprompt.errors import ConfigError, ModelLoadError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -262,7 +262,7 @@ def _from_pretrained(
         if not Path(source).exists():
             hint = (" (no local folder of that name; a hub id needs network access to the Hugging Face hub,"
                     f" which may be unreachable here; the embedded default '{DEFAULT_MODEL}' needs none)")
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, type(exc).__name__)
         raise ModelLoadError(f"cannot load model {name!r}: {first}{hint}") from exc
     if not partial:
         check_loading_info(name, info)

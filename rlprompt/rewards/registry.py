@@ -27,7 +27,7 @@ import importlib
 from collections.abc import Iterator
 from importlib import metadata
 
-from rlprompt.errors import ConfigError
+from rlprompt.errors import ConfigError, first_line
 from rlprompt.rewards.base import Reward, RewardFn
 from rlprompt.rewards.builtin import accuracy, balanced_accuracy, balanced_gap, gap, log_likelihood
 
@@ -141,7 +141,7 @@ def _import(spec: str) -> RewardFn:
         where = f" ({err.filename}:{err.lineno})" if isinstance(err, SyntaxError) else ""
         raise ConfigError(
             f"reward {spec!r}: module {module_name!r} failed while being imported: {type(err).__name__}: "
-            f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}{where}"
+            f"{first_line(err)}{where}"
         ) from err
     for part in attr.split("."):
         if not hasattr(obj, part):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rlprompt.errors import ConfigError, DataError
+from rlprompt.errors import ConfigError, DataError, first_line
 from rlprompt.tasks.registry import TASKS, TaskSpec, normalize_task_name
 from rlprompt.tasks.table import LabelParser
 from rlprompt.tasks.task import Example, Task, check_columns
@@ -189,7 +189,7 @@ def _load(
     except ConfigError:
         raise
     except Exception as err:  # datasets raises many types (ConnectionError, FileNotFoundError, ...)
-        msg = str(err).splitlines()[0] if str(err) else ""
+        msg = first_line(err)
         if local is not None:
             raise DataError(f"{local}: cannot load as a dataset: {type(err).__name__}: {msg}") from err
         hub = _hub_id(spec.hf_path if spec else name, config or (spec.hf_config if spec else None))

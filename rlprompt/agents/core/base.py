@@ -44,7 +44,7 @@ from rlprompt.agents.core.config import AgentConfig, check_positive, enum_choice
 from rlprompt.agents.core.resume import LearningInterrupted, Resumable, checkpoint_exists
 from rlprompt.agents.core.summary import RunSummary
 from rlprompt.agents.core.tracking import BestTracker, Candidate, CurveLogger, CurvePoint
-from rlprompt.errors import ConfigError, DataError
+from rlprompt.errors import ConfigError, DataError, first_line
 
 if TYPE_CHECKING:
     from rlprompt.lm import ScoringEngine
@@ -213,7 +213,7 @@ class BaseAgent(Resumable, ABC):
         except Exception as exc:
             # Keep what was found (best prompt, curve, summary with the error), then report the error.
             self.status = "failed"
-            self.message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            self.message = f"{type(exc).__name__}: {first_line(exc)}"
             with contextlib.suppress(Exception):  # e.g. a full disk: the first error is the one to report
                 self._finish()
             raise

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from rlprompt.errors import ConfigError, DataError
+from rlprompt.errors import ConfigError, DataError, first_line
 from rlprompt.io import atomic_write_bytes, write_json
 
 TENSOR = "prompt_embeddings"
@@ -161,7 +161,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     except Exception as exc:  # safetensors raises its own error types, and OSError/ValueError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, type(exc).__name__)
         raise DataError(f"{str(path)!r} is not a valid safetensors file ({first}); re-export it") from None
     return tensors, meta
 
