@@ -131,3 +131,8 @@ def list_agents(command: str | None = None) -> list[str]:
     :param command: only those of ``"train"`` or ``"tune"``; None for all.
     """
     return sorted(n for n, s in AGENTS.items() if command is None or s.command == command)
+
+
+def generation_agents() -> list[str]:
+    """Registered agents that also run on generation tasks (imports them)."""
+    return sorted(n for n in AGENTS if getattr(get_agent_class(n), "supports_generation", False))

@@ -17,6 +17,7 @@ class EngineCounters:
     :param backward_tokens: positions whose activations were kept for a backward pass
         (gradient soft prompt tuning counts its forward and its backward).
     :param forward_calls: LM forward calls.
+    :param generated_tokens: tokens the LM wrote on generation tasks (each also a forward token).
     :param seconds: wall time spent inside the engine.
     """
 
@@ -25,6 +26,7 @@ class EngineCounters:
     forward_tokens: int = 0
     backward_tokens: int = 0
     forward_calls: int = 0
+    generated_tokens: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, float]:

@@ -105,7 +105,7 @@ def sample_tokens(
             logits = adjust(logits, h)
             if allowed is not None:
                 logits = logits.masked_fill(~allowed, float("-inf"))
-        nxt = logits.argmax(-1, keepdim=True) if greedy else _draw(logits, temperature, top_k, generator)
+        nxt = logits.argmax(-1, keepdim=True) if greedy else draw(logits, temperature, top_k, generator)
         sampled.append(nxt)
         if step + 1 < length:
             mask = torch.cat([mask, mask.new_ones(n, 1)], 1)
@@ -118,9 +118,10 @@ def sample_tokens(
                    cost=cost)
 
 
-def _draw(logits: torch.Tensor, temperature: float, top_k: int | None,
+def draw(logits: torch.Tensor, temperature: float, top_k: int | None,
           generator: torch.Generator | None) -> torch.Tensor:
-    """One token per row [N, 1] (on the logits' device) from logits [N, V]."""
+    """One token per row [N, 1] (on the logits' device) from logits [N, V]: ``/ temperature``,
+    the ``top_k`` most likely kept, one draw from the softmax on the CPU with ``generator``."""
     if temperature != 1.0:
         logits = logits / temperature
     if top_k is not None and top_k < logits.shape[-1]:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from rlprompt.errors import ConfigError
 
 SENTENCE = "{sentence}"
+INPUT = "{input}"
+"""Another name of ``{sentence}`` (generation tasks' templates read better with it)."""
 PROMPT = "{prompt}"
 MASK = "<mask>"
 
@@ -55,7 +57,8 @@ def _split_trailing_ws(text: str) -> tuple[str, str]:
 class Template:
     """A parsed template.
 
-    :param text: the template string, e.g. ``"{sentence} {prompt}"``.
+    :param text: the template string, e.g. ``"{sentence} {prompt}"`` (``{input}`` is read as
+        ``{sentence}``).
     :param prompt_after_input: True when ``{prompt}`` follows ``{sentence}``.
     :param head: literal text before the first placeholder.
     :param middle: literal text between the two placeholders.
@@ -80,6 +83,8 @@ class Template:
         """
         if not isinstance(text, str):
             raise ConfigError(f"template must be a string, got {type(text).__name__}")
+        if INPUT in text and SENTENCE not in text:
+            text = text.replace(INPUT, SENTENCE)
         for name in (SENTENCE, PROMPT):
             count = text.count(name)
             if count != 1:

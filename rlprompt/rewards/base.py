@@ -135,41 +135,7 @@ class Reward:
         return labels.to(device=logprobs.device, dtype=torch.long)
 
     def _run(self, logprobs: torch.Tensor, labels: torch.Tensor) -> Any:
-        try:
-            if self.timeout is None:
-                return self.fn(logprobs, labels)
-            return self._run_with_timeout(logprobs, labels)
-        except RewardError:
-            raise
-        except SystemExit as err:  # would end the command as if it had succeeded (with code 0)
-            raise RewardError(f"reward {self.name!r} called sys.exit({err.code!r}); a reward must return "
-                              "rewards or raise") from err
-        except Exception as err:
-            raise RewardError(f"reward {self.name!r} raised {type(err).__name__}: {err}") from err
-
-    def _run_with_timeout(self, logprobs: torch.Tensor, labels: torch.Tensor) -> Any:
-        box: dict[str, Any] = {}
-        grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
-
-        def target() -> None:
-            # Grad and inference modes are thread-local: carry the caller's over.
-            try:
-                with torch.inference_mode(inference), torch.set_grad_enabled(grad):
-                    box["result"] = self.fn(logprobs, labels)
-            except BaseException as err:  # re-raised in the caller's thread
-                box["error"] = err
-
-        thread = threading.Thread(target=target, name=f"reward:{self.name}", daemon=True)
-        thread.start()
-        thread.join(self.timeout)
-        if thread.is_alive():
-            raise RewardError(
-                f"reward {self.name!r} did not return within {self.timeout} s; its thread cannot be "
-                f"killed and keeps running in the background; make the reward faster or raise the timeout"
-            )
-        if "error" in box:
-            raise box["error"]
-        return box["result"]
+        return call_reward(self.fn, self.name, self.timeout, logprobs, labels)
 
     def _check_output(self, result: Any, logprobs: torch.Tensor, labels: torch.Tensor) -> RewardOutput:
         p = logprobs.shape[0]
@@ -226,3 +192,50 @@ class Reward:
                 f"prompt ([P] = [{p}])"
             )
         return torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=torch.float32)
+
+
+def call_reward(fn: Callable[..., Any], name: str, timeout: float | None, *args: Any, **kwargs: Any) -> Any:
+    """Call a reward function, turning whatever goes wrong into a :class:`RewardError` naming it.
+
+    :param timeout: seconds to wait (None: forever). With a timeout the function runs in a
+        daemon thread; when it overruns, :class:`RewardError` is raised but the thread CANNOT
+        be killed and keeps running in the background until it returns on its own.
+    :raises RewardError: the function raised, called ``sys.exit``, or did not return in time.
+    """
+    try:
+        if timeout is None:
+            return fn(*args, **kwargs)
+        return _call_with_timeout(fn, name, timeout, args, kwargs)
+    except RewardError:
+        raise
+    except SystemExit as err:  # would end the command as if it had succeeded (with code 0)
+        raise RewardError(f"reward {name!r} called sys.exit({err.code!r}); a reward must return "
+                          "rewards or raise") from err
+    except Exception as err:
+        raise RewardError(f"reward {name!r} raised {type(err).__name__}: {err}") from err
+
+
+def _call_with_timeout(fn: Callable[..., Any], name: str, timeout: float, args: tuple[Any, ...],
+                       kwargs: dict[str, Any]) -> Any:
+    box: dict[str, Any] = {}
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+    def target() -> None:
+        # Grad and inference modes are thread-local: carry the caller's over.
+        try:
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+                box["result"] = fn(*args, **kwargs)
+        except BaseException as err:  # re-raised in the caller's thread
+            box["error"] = err
+
+    thread = threading.Thread(target=target, name=f"reward:{name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise RewardError(
+            f"reward {name!r} did not return within {timeout} s; its thread cannot be "
+            f"killed and keeps running in the background; make the reward faster or raise the timeout"
+        )
+    if "error" in box:
+        raise box["error"]
+    return box["result"]

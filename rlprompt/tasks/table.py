@@ -146,8 +146,6 @@ def load_table(
     :raises ConfigError: the number of classes cannot be known, or the format cannot be told.
     """
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, not a data file; give a .csv, .tsv or .jsonl file")
     check_columns(text_column, label_column)
     if num_classes is None:
         if label_names:
@@ -157,6 +155,24 @@ def load_table(
         else:
             raise ConfigError(f"{path}: pass num_classes, label_names or label_map to check the labels")
     parse_label = LabelParser(num_classes, label_names, label_map)
+    header, rows = read_rows(path, delimiter)
+    if header is not None:
+        text_column = _pick_text_column(path, header, text_column, label_column)
+    with _large_fields():
+        return _examples(path, rows, header, text_column, label_column, parse_label)
+
+
+def read_rows(path: str | Path, delimiter: str | None = None) -> tuple[list[str] | None, list[tuple[int, dict]]]:
+    """The rows of a CSV, TSV or JSONL file as ``(line number, {column: value})``.
+
+    :param path: the file (UTF-8, a BOM allowed); blank lines are skipped.
+    :param delimiter: override the format chosen by extension (``","``, ``"\\t"``, ``"jsonl"``).
+    :returns: the header (None for JSONL) and the rows in file order.
+    :raises DataError: unreadable, empty or not UTF-8; duplicate columns; a malformed row.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a data file; give a .csv, .tsv or .jsonl file")
     fmt = table_format(path, delimiter)
     text = _read_utf8(path)
     if not text.strip():
@@ -166,7 +182,7 @@ def load_table(
         )
     with _large_fields():
         if fmt == "jsonl":
-            return _examples(path, _jsonl_rows(path, text), None, text_column, label_column, parse_label)
+            return None, list(_jsonl_rows(path, text))
         reader = csv.reader(
             io.StringIO(text, newline=""),
             delimiter=fmt,
@@ -178,9 +194,7 @@ def load_table(
         except csv.Error as err:
             raise DataError(f"{path}:1: malformed header: {err}; check the quoting") from None
         _check_header(path, header)
-        text_column = _pick_text_column(path, header, text_column, label_column)
-        rows = _csv_rows(path, reader, header, fmt)
-        return _examples(path, rows, header, text_column, label_column, parse_label)
+        return header, list(_csv_rows(path, reader, header, fmt))
 
 
 def _examples(

@@ -74,6 +74,9 @@ class BaseAgent(Resumable, ABC):
     """``"discrete"`` or ``"soft"``."""
     artefact_name: ClassVar[str] = ""
     """File name of the saved best prompt inside ``out_dir``."""
+    supports_generation: ClassVar[bool] = False
+    """True for an agent whose loop scores prompts through :meth:`train_rewards` and so also
+    runs on generation tasks (the LM writes text; a text reward scores it)."""
     supports_resume: ClassVar[bool] = False
     """True for an agent whose loop calls :meth:`safe_point` and whose state hooks save all
     of its state; others write no checkpoint, stop at once on Ctrl-C/SIGTERM and refuse
@@ -86,10 +89,16 @@ class BaseAgent(Resumable, ABC):
             raise ConfigError(
                 f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}"
             )
-        if list(engine.verbalizers) != list(task.verbalizers):
+        self.generation = getattr(task, "kind", "classification") == "generation"
+        if self.generation and not self.supports_generation:
+            from rlprompt.agents.registry import generation_agents
+
+            raise ConfigError(f"{self.name or type(self).__name__} does not run on generation tasks (the LM writes "
+                              f"text there); use one of: {', '.join(generation_agents())}")
+        if self.generation != hasattr(engine, "generate") or list(engine.verbalizers) != list(task.verbalizers):
             raise ConfigError(
-                f"engine verbalizers {engine.verbalizers!r} differ from task {task.name!r}'s "
-                f"{list(task.verbalizers)!r}; build the engine with the task's verbalizers"
+                f"the engine does not fit task {task.name!r}: build a GenerationEngine for a generation task and a "
+                f"ScoringEngine with the task's verbalizers {list(task.verbalizers)!r} for a classification task"
             )
         self.engine = engine
         self.task = task
@@ -109,7 +118,13 @@ class BaseAgent(Resumable, ABC):
         self._bar: Any = None
         self._curve_log: CurveLogger | None = None
         self._dev_texts = task.texts("dev")
-        self._dev_labels = task.label_tensor("dev").to(engine.device)
+        self.objective: Any = None
+        if self.generation:
+            from rlprompt.rewards.evaluate_text import TextObjective
+
+            self.objective = TextObjective(engine, task, seed=config.seed)  # type: ignore[arg-type]
+        else:
+            self._dev_labels = task.label_tensor("dev").to(engine.device)
 
     # -- what a prompt kind provides ------------------------------------------------
 
@@ -255,18 +270,42 @@ class BaseAgent(Resumable, ABC):
         self._bar.set_postfix(post, refresh=False)
         self._bar.refresh()
 
+    def train_rewards(self, prompts: Any, indices: Sequence[int] | None = None) -> list[float]:
+        """The training reward of each prompt on the training examples ``indices`` (default: all).
+
+        Classification: ``config.reward`` of the class log-probabilities; generation: the task's
+        text reward of what the LM writes, averaged over the inputs
+        (:class:`~rlprompt.rewards.evaluate_text.TextObjective`).
+        Charged to the budget by the engine (``len(indices) / n`` prompt evaluations each).
+        """
+        if self.generation:
+            return self.objective.score(prompts, "train", indices, with_metrics=False).rewards
+        from rlprompt.rewards import get_reward
+
+        texts, labels = self.task.texts("train"), self.task.label_tensor("train")
+        if indices is not None:
+            texts, labels = [texts[i] for i in indices], labels[torch.as_tensor(list(indices), dtype=torch.long)]
+        logprobs = self.score(prompts, texts)
+        return get_reward(self.config.reward)(logprobs, labels.to(logprobs.device)).rewards.tolist()
+
+    def _dev_scores(self, prompts: Any) -> tuple[list[float], list[float]]:
+        """(selection score, tie-breaking score) per prompt on dev: accuracy and log-likelihood,
+        or on a generation task the task's metric and its reward."""
+        if self.generation:
+            return self.objective.selection_scores(prompts, "dev")
+        from rlprompt.rewards import accuracy, log_likelihood
+
+        logprobs = self.score(prompts, self._dev_texts)
+        return accuracy(logprobs, self._dev_labels).tolist(), log_likelihood(logprobs, self._dev_labels).tolist()
+
     def evaluate_dev(self, prompts: Any, *, train_scores: Sequence[float] | None = None) -> list[float]:
         """Score prompts on the dev split (charged to the budget) and offer them for selection.
 
         :param prompts: a list of discrete prompts (token ids) or soft prompts [P, T, H].
         :param train_scores: the agent's training signal per prompt (logged), or None.
-        :returns: the dev accuracy of each prompt.
+        :returns: the dev accuracy of each prompt (on a generation task: the task's metric).
         """
-        from rlprompt.rewards import accuracy, log_likelihood
-
-        logprobs = self.score(prompts, self._dev_texts)
-        acc = accuracy(logprobs, self._dev_labels).tolist()
-        ll = log_likelihood(logprobs, self._dev_labels).tolist()
+        acc, ll = self._dev_scores(prompts)
         used = self.budget.used if self.budget is not None else 0
         for i in range(len(acc)):
             prompt = self._freeze_prompt(prompts[i])
@@ -316,6 +355,8 @@ class BaseAgent(Resumable, ABC):
         from rlprompt.rewards.evaluate import evaluate_split
 
         prompt = self.predict() if prompt is None else prompt
+        if self.generation:
+            return self.objective.evaluate([prompt], split, max_examples=max_examples)[0]
         name = self.describe(self._freeze_prompt(prompt))
         return evaluate_split(lambda chunk: self.score([prompt], chunk), [name], self.task, split=split,
                               chunk_size=chunk_size, max_examples=max_examples)[0]

@@ -98,9 +98,15 @@ class Resumable:
         import hashlib
         import json
 
-        data = [self.task.template, list(self.task.verbalizers)]
-        for split in ("train", "dev", "test"):
-            data.append([self.task.texts(split), self.task.label_tensor(split).tolist()])
+        task: Any = self.task
+        if getattr(task, "kind", "") == "generation":
+            data = [task.template, task.reward, task.metric, repr(task.settings)]
+            for split in ("train", "dev", "test"):
+                data.append([[ex.input, list(ex.references)] for ex in task.split(split)])
+        else:
+            data = [task.template, list(task.verbalizers)]
+            for split in ("train", "dev", "test"):
+                data.append([task.texts(split), task.label_tensor(split).tolist()])
         digest = hashlib.sha256(json.dumps(data, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
         config = {k: v for k, v in self.config.as_dict().items() if k != "checkpoint_every"}
         return json.loads(json.dumps({

@@ -33,6 +33,7 @@ class DiscreteSearch(DiscreteAgent):
     """
 
     supports_resume: ClassVar[bool] = True
+    supports_generation: ClassVar[bool] = True
     config_class: ClassVar[type[AgentConfig]] = DiscreteSearchConfig
     config: DiscreteSearchConfig
 
@@ -66,14 +67,10 @@ class DiscreteSearch(DiscreteAgent):
         self._stale = int(state["stale"])
 
     def _learn(self) -> None:
-        from rlprompt.rewards import get_reward
-
         cfg, budget = self.config, self.budget
         assert budget is not None
         if not self.resuming:
             self._start_loop()
-        reward = get_reward(cfg.reward)
-        texts, labels = self.task.texts("train"), self.task.label_tensor("train").to(self.engine.device)
         gate, seen = self._gate, self._seen
         while budget.room() > 0 and self._stale < STALL_ROUNDS:
             proposals = self.propose(train_room(budget.room(), cfg.batch_size, cfg.dev_top_k), self._rng)
@@ -88,7 +85,7 @@ class DiscreteSearch(DiscreteAgent):
             if not prompts:
                 continue
             # -- score on train (1 prompt evaluation each) ---------------------------------
-            train = reward(self.score(prompts, texts), labels).rewards.tolist()
+            train = self.train_rewards(prompts)
             self.tick(max(train))
             # -- the promising ones on dev, while the budget lasts -------------------------
             chosen = gate.admit(train)[: budget.room(len(self._dev_texts))]

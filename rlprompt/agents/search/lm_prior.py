@@ -82,7 +82,10 @@ class LMPriorSampling(DiscreteSearch):
 
 
 def default_description(task: Task) -> str:
-    """A one-line task description from the class names: ``"Is the text negative or positive?"``."""
+    """A one-line task description from the class names: ``"Is the text negative or positive?"``
+    (a generation task's own description)."""
+    if getattr(task, "kind", "") == "generation":
+        return task.description
     names = list(task.label_names or [v.strip() for v in task.verbalizers])
     choice = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
     return f"Is the text {choice}?"

@@ -82,6 +82,7 @@ class SoftQLearning(DiscreteAgent):
 
     name: ClassVar[str] = "sql"
     supports_resume: ClassVar[bool] = True
+    supports_generation: ClassVar[bool] = True
     config_class: ClassVar[type[AgentConfig]] = SQLConfig
     config: SQLConfig
     space: ClassVar[str] = "discrete"
@@ -281,12 +282,9 @@ class SoftQLearning(DiscreteAgent):
         self._stale, self._last_loss = int(state["stale"]), float(state["loss"])
 
     def _learn(self) -> None:
-        from rlprompt.rewards import get_reward
-
         cfg, budget = self.config, self.budget
         assert budget is not None
-        reward = get_reward(cfg.reward)
-        texts, labels = self.task.texts("train"), self.task.label_tensor("train")
+        texts = self.task.texts("train")
         if not self.resuming:
             self._start_loop()
         gate, seen, on_dev = self._gate, self._seen, self._on_dev
@@ -298,13 +296,10 @@ class SoftQLearning(DiscreteAgent):
             # -- 2. score the new ones on the training examples (per_prompt / n evaluations each) -
             new = list(dict.fromkeys(tuple(p) for p in prompts if tuple(p) not in seen))[: budget.room(per_prompt)]
             if new:
+                idx = None
                 if per_prompt < len(texts):
-                    idx = np.sort(self.rng.choice(len(texts), size=cfg.examples_per_episode, replace=False))
-                    batch_texts, batch_labels = [texts[i] for i in idx], labels[torch.from_numpy(idx)]
-                else:
-                    batch_texts, batch_labels = texts, labels
-                logprobs = self.score([list(p) for p in new], batch_texts)
-                scores = reward(logprobs, batch_labels.to(logprobs.device)).rewards.tolist()
+                    idx = np.sort(self.rng.choice(len(texts), size=cfg.examples_per_episode, replace=False)).tolist()
+                scores = self.train_rewards([list(p) for p in new], idx)
                 seen.update(zip(new, scores, strict=True))
                 self.reward_stats.update(scores)
             self._stale = 0 if new else self._stale + 1
