@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from rlprompt.agents.core.options import describe_options, parse_value
-from rlprompt.cli.common import EXIT_INTERRUPTED, add_model_args, add_task_args, build_engine, check_writable
+from rlprompt.cli.common import (
+    EXIT_INTERRUPTED,
+    add_model_args,
+    add_task_args,
+    build_engine,
+    check_writable,
+    is_generation,
+)
 from rlprompt.errors import ConfigError
 
 SPACES = ("discrete", "soft")
@@ -90,7 +97,7 @@ def build_config(config_class: type, args: argparse.Namespace) -> Any:
     values: dict[str, Any] = {"seed": args.agent_seed if args.agent_seed is not None else args.seed}
     if "prompt_length" in names:
         values["prompt_length"] = args.prompt_length
-    if "reward" in names:
+    if "reward" in names and args.reward is not None and not is_generation(args):
         values["reward"] = args.reward
     for item in args.set or []:
         key, sep, text = item.partition("=")
@@ -118,8 +125,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--space", default="discrete", help="discrete (token prompts) or soft (embedding prompts)")
     g.add_argument("--budget", type=int, default=2000,
                    help="prompt evaluations to spend (one prompt scored on one batch of examples = 1)")
-    g.add_argument("--reward", default="gap",
-                   help="training reward: gap, accuracy, log-likelihood, ... or pkg.module:fn")
+    g.add_argument("--reward",
+                   help="training reward: gap (default), accuracy, log-likelihood, ... or pkg.module:fn; on a "
+                        "generation task a text reward: tst, bleu, chrf, similarity, style, fluency, ... "
+                        "(default: the task's), several as 'bleu=0.5,similarity=0.5'")
     g.add_argument("--prompt-length", type=int, default=5, help="tokens (or soft tokens) per prompt")
     g.add_argument("--agent-seed", type=int, help="seed of the agent's randomness (default: --seed)")
     g.add_argument("--set", action="append", metavar="NAME=VALUE", help="set an option of the agent's config")
@@ -157,7 +166,7 @@ def _train(args: argparse.Namespace, cls: Any, config: Any, out: Path) -> int:
     agent = cls(engine, task, config, out_dir=out)
     progress = {"auto": None, "on": True, "off": False}[args.progress]
     print(f"training {args.agent} ({args.space}) on {task.name} with {engine.lm.name}: budget {args.budget} "
-          f"prompt evaluations, reward {args.reward}; writing {out}", file=sys.stderr)
+          f"prompt evaluations, reward {_reward_name(agent)}; writing {out}", file=sys.stderr)
     try:
         agent.learn(args.budget, progress=progress, resume=args.resume)
     except KeyboardInterrupt:
@@ -173,14 +182,21 @@ def _train(args: argparse.Namespace, cls: Any, config: Any, out: Path) -> int:
     return 0
 
 
+def _reward_name(agent: Any) -> str:
+    return agent.objective.reward.name if agent.generation else getattr(agent.config, "reward", "?")
+
+
 def print_summary(summary: Any, out: Path) -> None:
-    """The result of a run, in a few lines."""
+    """The result of a run, in a few lines (on a generation task the task's metric, then the others)."""
     test = "not evaluated" if summary.test_accuracy is None else f"{summary.test_accuracy:.4f}"
     dev = "none" if summary.dev_accuracy is None else f"{summary.dev_accuracy:.4f}"
+    what = summary.extra.get("metric", "acc")
     print(f"status      {summary.status}: {summary.message}")
     print(f"best prompt {summary.prompt!r}")
-    print(f"dev acc     {dev}")
-    print(f"test acc    {test}")
+    print(f"dev {what:<7} {dev}")
+    print(f"test {what:<6} {test}")
+    if summary.extra.get("test_metrics"):
+        print("test scores " + ", ".join(f"{k} {v:.4f}" for k, v in summary.extra["test_metrics"].items()))
     print(f"spent       {summary.prompt_evals:.1f} of {summary.budget} prompt evaluations, "
           f"{summary.forward_tokens} + {summary.backward_tokens} LM forward + backward tokens, "
           f"{summary.dtype}, {summary.wall_seconds:.1f} s")

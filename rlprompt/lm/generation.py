@@ -225,8 +225,8 @@ class GenerationEngine(EngineCore):
         n = len(rows)
         written: list[list[int]] = [[] for _ in range(n)]
         texts: list[str | None] = [None] * n  # set when a stop string ends the row
-        done = torch.zeros(n, dtype=torch.bool)
         eos = self.eos_ids
+        live = torch.arange(n)  # the rows still in the batch (finished ones are dropped)
         for step in range(settings.max_new_tokens):
             logits = self._forward.logits(hidden[:, -1], None if full is None else full[:, -1]).float()
             if settings.greedy:
@@ -234,20 +234,25 @@ class GenerationEngine(EngineCore):
             else:
                 nxt = draw(logits, settings.temperature, settings.top_k, generator)
             tok = nxt.squeeze(-1).cpu()
-            ended = torch.isin(tok, eos) & ~done
-            for i in torch.nonzero(~done & ~ended).flatten().tolist():
-                written[i].append(int(tok[i]))
+            ended = torch.isin(tok, eos)
+            for j in torch.nonzero(~ended).flatten().tolist():
+                i = int(live[j])
+                written[i].append(int(tok[j]))
                 self.counters.generated_tokens += 1
                 if settings.stop:
                     text = self.tokenizer.decode(written[i], skip_special_tokens=True)
                     cut = min((text.find(s) for s in settings.stop if s in text), default=-1)
                     if cut >= 0:
                         texts[i] = text[:cut]
-                        done[i] = True
-            done |= ended
-            if bool(done.all()) or step + 1 == settings.max_new_tokens:
+                        ended[j] = True
+            if bool(ended.all()) or step + 1 == settings.max_new_tokens:
                 break
-            mask = torch.cat([mask, mask.new_ones(n, 1)], 1)
+            if bool(ended.any()):  # drop finished rows: each later step costs only the live ones
+                keep = torch.nonzero(~ended).flatten()
+                live, kd = live[keep], keep.to(self.device)
+                nxt, nxt_pos, mask = nxt[kd], nxt_pos[kd], mask[kd]
+                cache = make_cache([(k.index_select(0, kd), v.index_select(0, kd)) for k, v in cache_tensors(cache)])
+            mask = torch.cat([mask, mask.new_ones(len(live), 1)], 1)
             hidden, cache, full = self._decode_step(input_ids=nxt, attention_mask=mask,
                                                     position_ids=nxt_pos[:, None], cache=cache, last_only=True)
             nxt_pos = nxt_pos + 1
@@ -281,7 +286,7 @@ class GenerationEngine(EngineCore):
                 ids, mask = pad_left([seqs[j] for j in sel], self.tokenizer.pad_token_id, device=self.device)
                 hidden, _, full = self._decode_step(input_ids=ids, attention_mask=mask,
                                                     position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
-                real = mask[:, 1:].bool()
+                real = (mask[:, :-1] * mask[:, 1:]).bool()  # a real token predicting a real token
                 # Only the real positions, as one contiguous [N, H] block: a bf16 linear on a
                 # strided 3-D view runs about 25x slower on a CPU.
                 logits = self._forward.logits(hidden[:, :-1][real], None if full is None else full[:, :-1][real])

@@ -89,13 +89,15 @@ class TextObjective:
                  metrics: Sequence[Any] = (), seed: int = 0, context: RewardContext | None = None) -> None:
         self.engine = engine
         self.task = task
-        self.context = context or RewardContext(engine=engine, task=task)
-        self.reward = get_text_reward(task.reward if reward is None else reward, self.context)
-        names = [task.metric or task.reward, *metrics]
-        self.metric_name = self._name(names[0])
+        self.context = context or RewardContext(engine=engine, task=task,
+                                                embedding_model=task.meta.get("embedding_model"))
+        spec = task.reward if reward is None else reward
+        self.reward = get_text_reward(spec, self.context)
+        names = [task.metric or spec, *metrics]
+        self.metric_name = self.reward.name if names[0] is spec or names[0] == spec else self._name(names[0])
         self.metrics: dict[str, TextReward] = {}
         for spec in names:
-            name = self._name(spec)
+            name = self.metric_name if spec is names[0] else self._name(spec)
             if name != self.reward.name and name not in self.metrics:
                 self.metrics[name] = get_text_reward(spec, self.context)
         self.generator = torch.Generator().manual_seed(seed)
@@ -104,7 +106,11 @@ class TextObjective:
 
     @staticmethod
     def _name(spec: Any) -> str:
-        return spec if isinstance(spec, str) else getattr(spec, "name", None) or getattr(spec, "__name__", str(spec))
+        from rlprompt.rewards.base import reward_name
+
+        if isinstance(spec, str):
+            return spec if ("," in spec or "=" in spec or ":" in spec) else spec.strip().lower().replace("_", "-")
+        return spec.name if isinstance(spec, TextReward) else reward_name(spec)
 
     def score(self, prompts: Sequence[Prompt], split: str = "train", indices: Sequence[int] | None = None,
               *, with_metrics: bool = True) -> TextScores:
@@ -159,7 +165,6 @@ class TextObjective:
                  chunk_size: int = 64, progress: bool = False) -> list[GenerationEvaluation]:
         """Every prompt on a split: the metric, the reward, the other metrics and all outputs."""
         from rlprompt.rewards.evaluate import _progress
-        from rlprompt.tasks.sampling import describe_sample
 
         n_all = len(self.task.split(split))  # type: ignore[arg-type]
         indices = list(range(n_all))
@@ -167,7 +172,7 @@ class TextObjective:
         if max_examples is not None and max_examples < n_all:
             generator = torch.Generator().manual_seed(0)
             indices = sorted(torch.randperm(n_all, generator=generator)[:max_examples].tolist())
-            sample = describe_sample(len(indices), n_all)
+            sample = f"a seeded (0) sample of {len(indices)} of {n_all}"
         start = time.perf_counter()
         parts: list[TextScores] = []
         bar = _progress(len(indices), f"eval {self.task.name}/{split}", progress)

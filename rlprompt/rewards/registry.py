@@ -117,6 +117,12 @@ def get_reward(spec: str | RewardFn | Reward, *, timeout: float | None = None) -
         if not callable(fn):
             raise ConfigError(f"reward entry point {ep.name!r} = {ep.value!r} is not callable")
         return Reward(fn, f"{ep.name} ({ep.value})", plugin)
+    from rlprompt.rewards import text_builtin  # noqa: F401  (registers the text rewards)
+    from rlprompt.rewards.text import TEXT_REWARDS
+
+    if key in TEXT_REWARDS:
+        raise ConfigError(f"reward {spec!r} is a text reward (generation tasks: it scores what the LM writes); a "
+                          f"classification task needs one on class log-probabilities: {', '.join(list_rewards())}")
     known = list_rewards()
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""

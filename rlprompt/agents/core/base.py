@@ -369,6 +369,14 @@ class BaseAgent(Resumable, ABC):
         best = self.tracker.best
         spent = self.budget.spent() if self.budget is not None else None
         test_eval = self.evaluate("test") if (test and best is not None) else None
+        extra = dict(self.extra)
+        if self.generation:
+            extra["metric"] = self.objective.metric_name
+            extra["reward"] = self.objective.reward.name
+            extra["generation"] = self.engine.describe_settings()
+            if test_eval is not None:
+                extra["test_metrics"] = dict(test_eval.metrics)
+                extra["test_outputs"] = test_eval.outputs[:20]
         return RunSummary(
             method=self.name, task=self.task.name, model=self.engine.lm.name, status=self.status,
             dtype=self.engine.lm.dtype_name,
@@ -385,7 +393,7 @@ class BaseAgent(Resumable, ABC):
             config=self.config.as_dict(),
             task_meta={"source": self.task.source, **{k: v for k, v in self.task.meta.items()
                                                       if isinstance(v, (str, int, float, bool))}},
-            extra=dict(self.extra), curve=[dataclasses.asdict(p) for p in self.tracker.curve],
+            extra=extra, curve=[dataclasses.asdict(p) for p in self.tracker.curve],
         )
 
     def write_outputs(self, test: bool = False) -> RunSummary:

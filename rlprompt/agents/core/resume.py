@@ -100,7 +100,10 @@ class Resumable:
 
         task: Any = self.task
         if getattr(task, "kind", "") == "generation":
-            data = [task.template, task.reward, task.metric, repr(task.settings)]
+            from rlprompt.rewards.base import reward_name
+
+            named = [r if isinstance(r, str) else reward_name(r) for r in (task.reward, task.metric)]
+            data = [task.template, *named, repr(task.settings)]
             for split in ("train", "dev", "test"):
                 data.append([[ex.input, list(ex.references)] for ex in task.split(split)])
         else:
