@@ -111,7 +111,6 @@ def load_generation_task_from_args(args: argparse.Namespace) -> Any:
     return generation_task_from_files(
         args.task, *files, input_column=args.input_column, reference_column=args.reference_column,
         template=template, settings=generation_settings(args, GenerationSettings()),
-        reward="chrf" if args.reference_column else "fluency",
     )
 
 

@@ -66,6 +66,26 @@ def _task_args(args: argparse.Namespace) -> dict[str, Any]:
         "test_file": args.test_file, "hf": args.hf, "hf_config": args.hf_config, "template": args.template,
         "verbalizers": args.verbalizers, "text_column": args.text_column, "label_column": args.label_column,
     }
+    from rlprompt.cli.common import generation_settings, is_generation
+    from rlprompt.lm.generation import GenerationSettings
+    from rlprompt.tasks.style_transfer import STYLE_SETTINGS, is_style_task
+
+    if is_generation(args):  # a generation task: its own options, JSON-ready for config.json
+        values.update(input_column=args.input_column, reference_column=args.reference_column,
+                      embedding_model=None)
+        for flag in ("verbalizers", "text_column", "label_column", "hf"):
+            if values.pop(flag, None) is not None:
+                raise ConfigError(f"--{flag.replace('_', '-')} is for classification tasks; a generation task "
+                                  "takes --input-column and --reference-column")
+        base = STYLE_SETTINGS if is_style_task(args.task) else GenerationSettings()
+        settings = generation_settings(args, base)
+        changed = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()
+                   if getattr(base, k) != v}
+        if changed:
+            values["generation"] = changed
+        if is_style_task(args.task):
+            values.update(n_train=args.n_train, n_dev=args.n_dev)
+            values.pop("input_column")
     out = {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items() if v is not None}
     if args.hf is not None:
         out["k_shot"] = args.k_shot

@@ -17,6 +17,8 @@ from rlprompt.errors import ConfigError
 
 MANUAL = "manual"
 """The manual prompts of the task, selected on dev (:mod:`rlprompt.experiments.manual`)."""
+NO_PROMPT = "no-prompt"
+"""The empty prompt: the template alone (a floor every method should clear)."""
 
 METHOD_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "soft-prompt-prefix": ("soft-prompt", {"placement": "prefix"}),
@@ -29,7 +31,7 @@ def known_methods() -> list[str]:
     """Every name ``--methods`` accepts: ``manual``, the agent registry and the aliases."""
     from rlprompt.agents.registry import AGENTS
 
-    return sorted({MANUAL, *AGENTS, *METHOD_ALIASES})
+    return sorted({MANUAL, NO_PROMPT, *AGENTS, *METHOD_ALIASES})
 
 
 def resolve_method(name: str) -> tuple[str, dict[str, Any]]:
@@ -39,8 +41,8 @@ def resolve_method(name: str) -> tuple[str, dict[str, Any]]:
     """
     from rlprompt.agents.registry import AGENTS
 
-    if name == MANUAL:
-        return MANUAL, {}
+    if name in (MANUAL, NO_PROMPT):
+        return name, {}
     if name in METHOD_ALIASES:
         agent, options = METHOD_ALIASES[name]
         return agent, dict(options)

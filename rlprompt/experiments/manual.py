@@ -17,6 +17,13 @@ MANUAL_PROMPTS: dict[str, list[str]] = {
     "agnews": ["", " Topic:", " This news is about", " Category:"],
     "trec": ["", " Question type:", " The answer is a", " Answer type:"],
     "demo": ["", " It was", " The review is", " All in all, it was"],
+    # style transfer: instructions before RLPrompt's template '{prompt} "{input}" "'
+    "yelp-0to1": ["Rewrite the negative review as a positive one:", "Here is the text, made positive:",
+                  "Change the sentiment of the sentence from negative to positive."],
+    "yelp-1to0": ["Rewrite the positive review as a negative one:", "Here is the text, made negative:",
+                  "Change the sentiment of the sentence from positive to negative."],
+    "shakespeare-0to1": ["Rewrite the Shakespearean line in modern English:", "In plain modern English:"],
+    "shakespeare-1to0": ["Rewrite the sentence in Shakespeare's English:", "As Shakespeare would say it:"],
 }
 """Task name -> manual prompts (``""`` is the empty prompt, the template alone)."""
 

@@ -120,13 +120,20 @@ def _cell(text: str) -> str:
 
 
 def summary_table(rows: Sequence[MethodRow], task: str) -> list[str]:
-    """The Markdown table: one row per method; test accuracy mean (std) over seeds."""
+    """The Markdown table: one row per method; test accuracy mean (std) over seeds (on a generation
+    task the task's metric, then one column per other metric, each x 100 where it lies in [0, 1])."""
+    metric = next((r["metric"] for row in rows for r in row.runs if r.get("metric")), None)
+    names = list(dict.fromkeys(k for row in rows for r in row.runs for k in (r.get("test_metrics") or {})
+                               if k != metric))
+    what = "acc %" if metric is None else f"{metric} x100"
+    extra = "".join(f" {n} |" for n in names)
     lines = [
-        f"| method | {task} test acc % mean (std) | dev acc % | seeds | prompt evals | LM fwd+bwd tokens | dtype "
-        "| wall s | best prompt (on dev) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| method | {task} test {what} mean (std) | dev {what} | seeds |{extra} prompt evals | LM fwd+bwd tokens "
+        "| dtype | wall s | best prompt (on dev) |",
+        "|---|---|---|---|" + "---|" * len(names) + "---|---|---|---|---|",
     ]
     for row in rows:
+        cells = "".join(f" {_metric_cell(row, n)} |" for n in names)
         test, test_sd = row.mean_std("test_accuracy")
         dev, _ = row.mean_std("dev_accuracy")
         evals, _ = row.mean_std("prompt_evals")
@@ -141,11 +148,20 @@ def summary_table(rows: Sequence[MethodRow], task: str) -> list[str]:
                                                f"(nearest tokens {_short(repr(best.get('prompt')))})")
         seeds = f"{len(row.runs)}" + (f" (+{len(row.failed)} failed)" if row.failed else "")
         lines.append(
-            f"| {row.method} | {_pct(test, test_sd)} | {_pct(dev)} | {seeds} | "
+            f"| {row.method} | {_pct(test, test_sd)} | {_pct(dev)} | {seeds} |{cells} "
             f"{'n/a' if math.isnan(evals) else f'{evals:.1f}'} | {'n/a' if math.isnan(toks) else f'{toks:.3g}'} | "
             f"{dtypes} | {'n/a' if math.isnan(wall) else f'{wall:.0f}'} | {_cell(prompt)} |"
         )
     return lines
+
+
+def _metric_cell(row: MethodRow, name: str) -> str:
+    """Mean over seeds of one test metric: x 100 when its values lie in [0, 1], else as is."""
+    vals = [float(r["test_metrics"][name]) for r in row.runs if name in (r.get("test_metrics") or {})]
+    if not vals:
+        return "n/a"
+    mean = statistics.mean(vals)
+    return f"{100 * mean:.1f}" if all(0 <= v <= 1 for v in vals) else f"{mean:.1f}"
 
 
 def _evals(value: Any) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rlprompt.errors import ConfigError, first_line
-from rlprompt.experiments.config import MANUAL, CompareConfig, resolve_method
+from rlprompt.experiments.config import MANUAL, NO_PROMPT, CompareConfig, resolve_method
 from rlprompt.experiments.manual import manual_prompts
 
 FINISHED = ("completed", "early-stopped", "non-finite-loss")
@@ -46,8 +46,8 @@ def build_agent_config(method: str, config: CompareConfig, seed: int) -> Any:
     values: dict[str, Any] = {"seed": seed}
     if "prompt_length" in names:
         values["prompt_length"] = config.prompt_length
-    if config.reward is not None and "reward" in names:
-        values["reward"] = config.reward
+    if config.reward is not None and "reward" in names and not is_generation_config(config):
+        values["reward"] = config.reward  # (a generation task's text reward is the task's own)
     values.update(fixed)
     for key, value in config.options.get(method, {}).items():
         key = key.replace("-", "_")
@@ -67,15 +67,50 @@ def check_methods(config: CompareConfig) -> None:
     :raises ConfigError: an option a method does not have, or a bad value.
     """
     for method in config.methods:
-        if method != MANUAL:
+        if method not in (MANUAL, NO_PROMPT):
             build_agent_config(method, config, config.seeds[0])
+
+
+def is_generation_config(config: CompareConfig) -> bool:
+    """True for a comparison on a generation task (a style-transfer name, or files with an input column)."""
+    from rlprompt.tasks.style_transfer import is_style_task
+
+    return is_style_task(config.task) or "input_column" in config.task_args
 
 
 def load_run_task(config: CompareConfig, seed: int, masked: bool = False) -> Any:
     """The task of one seed."""
     from rlprompt.tasks import load_task
 
+    if is_generation_config(config):
+        return _load_generation_task(config, seed)
     return load_task(config.task, seed=seed, masked=masked, **config.task_args)
+
+
+def _load_generation_task(config: CompareConfig, seed: int) -> Any:
+    from dataclasses import replace
+
+    from rlprompt.lm.generation import GenerationSettings
+    from rlprompt.tasks.generation import generation_task_from_files
+    from rlprompt.tasks.style_transfer import STYLE_SETTINGS, is_style_task, load_style_transfer
+
+    args = dict(config.task_args)
+    settings = args.pop("generation", None) or {}
+    if "stop" in settings:
+        settings["stop"] = tuple(settings["stop"])
+    if is_style_task(config.task) and "input_column" not in args:
+        task = load_style_transfer(config.task, args.pop("data_dir"), seed=seed, test_examples=config.test_examples,
+                                   settings=replace(STYLE_SETTINGS, **settings), **args)
+    else:
+        args.pop("data_dir", None)
+        files = [args.pop(k) for k in ("train_file", "dev_file", "test_file")]
+        task = generation_task_from_files(config.task, *files, settings=replace(GenerationSettings(), **settings),
+                                          **args)
+    if config.reward is not None:
+        task.reward = config.reward
+        if not is_style_task(config.task):
+            task.metric = config.reward
+    return task
 
 
 def build_run_engine(config: CompareConfig, seed: int) -> tuple[Any, Any]:
@@ -83,6 +118,11 @@ def build_run_engine(config: CompareConfig, seed: int) -> tuple[Any, Any]:
     from rlprompt.lm import ScoringEngine, load_lm
 
     lm = load_lm(config.model, device=config.device, dtype=config.dtype, partial_weights=config.partial_weights)
+    if is_generation_config(config):
+        from rlprompt.lm.generation import GenerationEngine
+
+        task = load_run_task(config, seed)
+        return GenerationEngine(lm, task.template, settings=task.settings), task
     task = load_run_task(config, seed, masked=lm.kind == "masked")
     task.check_verbalizers(lm.tokenizer, single_token=lm.kind == "masked")
     return ScoringEngine(lm, task.verbalizers, task.template), task
@@ -106,7 +146,7 @@ def run_one(config: CompareConfig, method: str, seed: int, out: str | Path, *,
     base: dict[str, Any] = {"method": method, "seed": seed, "task": config.task, "model": config.model,
                             "budget": config.budget, "run_dir": str(Path("runs") / run_dir.name)}
     try:
-        run = _run_manual if method == MANUAL else _run_agent
+        run = _run_manual if method in (MANUAL, NO_PROMPT) else _run_agent
         record = run(config, method, seed, run_dir, progress)
     except KeyboardInterrupt:
         raise
@@ -122,26 +162,52 @@ def run_one(config: CompareConfig, method: str, seed: int, out: str | Path, *,
 
 
 def _test_accuracy(evaluation: Any) -> dict[str, Any]:
-    """The record's test fields from a :class:`~rlprompt.rewards.evaluate.PromptEvaluation`."""
-    return {"test_accuracy": evaluation.accuracy, "test_balanced_accuracy": evaluation.balanced_accuracy,
-            "test_examples": evaluation.n_examples, "test_sample": evaluation.sample}
+    """The record's test fields from a :class:`~rlprompt.rewards.evaluate.PromptEvaluation` (or a
+    generation task's :class:`~rlprompt.rewards.evaluate_text.GenerationEvaluation`: its metric, and
+    every metric under ``test_metrics``)."""
+    out = {"test_accuracy": evaluation.accuracy, "test_balanced_accuracy": evaluation.balanced_accuracy,
+           "test_examples": evaluation.n_examples, "test_sample": evaluation.sample}
+    if hasattr(evaluation, "metrics"):
+        out["test_metrics"] = dict(evaluation.metrics)
+        out["metric"] = evaluation.metric_name
+    return out
+
+
+def _generation_objective(engine: Any, task: Any) -> Any:
+    from rlprompt.rewards.evaluate_text import TextObjective
+    from rlprompt.tasks.style_transfer import is_style_task
+
+    metrics = ["style", "similarity", "bleu", "fluency"] if is_style_task(task.name) else (
+        ["bleu", "chrf"] if task.has_references("test") else [])
+    return TextObjective(engine, task, metrics=metrics)
 
 
 def _run_manual(config: CompareConfig, method: str, seed: int, run_dir: Path, progress: bool) -> dict[str, Any]:
     """Score the manual prompts on dev (charged), keep the best, score it on test."""
-    del method, run_dir, progress  # the same signature as _run_agent
+    del run_dir, progress  # the same signature as _run_agent
     from rlprompt.rewards.evaluate import evaluate_prompts
 
     engine, task = build_run_engine(config, seed)
-    prompts = config.manual_prompts if config.manual_prompts is not None else manual_prompts(task.name)
+    if method == NO_PROMPT:
+        prompts = [""]
+    else:
+        prompts = config.manual_prompts if config.manual_prompts is not None else manual_prompts(task.name)
     before = engine.counters.copy()
     t0 = time.perf_counter()
-    dev = evaluate_prompts(engine, task, prompts, split="dev")
-    spent = engine.counters - before
-    wall = time.perf_counter() - t0
-    best = max(range(len(prompts)), key=lambda i: (dev[i].accuracy, -i))
-    test = _test_accuracy(evaluate_prompts(engine, task, [prompts[best]], split="test",
-                                           max_examples=config.test_examples)[0])
+    if getattr(task, "kind", "") == "generation":
+        objective = _generation_objective(engine, task)
+        dev = objective.evaluate(prompts, "dev")
+        spent = engine.counters - before
+        wall = time.perf_counter() - t0
+        best = max(range(len(prompts)), key=lambda i: (dev[i].accuracy, -i))
+        test = _test_accuracy(objective.evaluate([prompts[best]], "test")[0])
+    else:
+        dev = evaluate_prompts(engine, task, prompts, split="dev")
+        spent = engine.counters - before
+        wall = time.perf_counter() - t0
+        best = max(range(len(prompts)), key=lambda i: (dev[i].accuracy, -i))
+        test = _test_accuracy(evaluate_prompts(engine, task, [prompts[best]], split="test",
+                                               max_examples=config.test_examples)[0])
     evals = round(spent.example_evals / len(task.texts("train")), 3)  # the budget's unit
     return {
         "status": "completed", "prompt_kind": "discrete", "prompt": prompts[best], "artefact": None,
@@ -173,7 +239,11 @@ def _run_agent(config: CompareConfig, method: str, seed: int, run_dir: Path, pro
         "options": summary.config,
     }
     if agent.tracker.best is not None:
-        record.update(_test_accuracy(agent.evaluate("test", max_examples=config.test_examples)))
+        if agent.generation:
+            objective = _generation_objective(engine, task)
+            record.update(_test_accuracy(objective.evaluate([agent.predict()], "test")[0]))
+        else:
+            record.update(_test_accuracy(agent.evaluate("test", max_examples=config.test_examples)))
         artefact = run_dir / agent.artefact_name
         if artefact.exists():
             record["artefact"] = str(Path("runs") / run_dir.name / agent.artefact_name)

@@ -134,7 +134,7 @@ def generation_task_from_files(
     reference_column: str | None = None,
     template: str = GENERATION_TEMPLATE,
     settings: GenerationSettings | None = None,
-    reward: str = "chrf",
+    reward: str | None = None,
     delimiter: str | None = None,
 ) -> GenerationTask:
     """A generation task from three CSV/TSV/JSONL files.
@@ -142,6 +142,8 @@ def generation_task_from_files(
     :param input_column: the column that fills ``{input}``.
     :param reference_column: the column of references (None: no references). In JSONL a value
         may be a list of references; in CSV/TSV one per row (repeat the row for several).
+    :param reward: the task's reward (default: chrF against the references, or the LM's fluency
+        without references).
     :param delimiter: override the format chosen by extension.
     Other columns reach rewards under their own names.
     :raises DataError: a missing column, an empty input, a reference that is not text.
@@ -175,5 +177,6 @@ def generation_task_from_files(
             out.append(TextExample(value, refs, extra))
         splits[split] = out
     return GenerationTask(name=name, train=splits["train"], dev=splits["dev"], test=splits["test"],
-                          template=template, settings=settings or GenerationSettings(), reward=reward,
+                          template=template, settings=settings or GenerationSettings(),
+                          reward=reward or ("chrf" if reference_column else "fluency"),
                           source=str(Path(train_file).parent))
