@@ -34,6 +34,8 @@ def add_task_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--input-column", help="column of the input text of a generation task (makes the files one)")
     t.add_argument("--reference-column", help="column of the references (targets) of a generation task")
     t.add_argument("--max-new-tokens", type=int, help="most tokens the LM writes per input")
+    t.add_argument("--length-ratio", type=float,
+                   help="also end a completion after this many times its input's tokens (plus 4)")
     t.add_argument("--lm-sample", action="store_true", help="sample the LM's tokens (default: greedy)")
     t.add_argument("--lm-temperature", type=float, default=1.0,
                    help="the task LM's sampling temperature (with --lm-sample)")
@@ -76,6 +78,8 @@ def generation_settings(args: argparse.Namespace, default: Any) -> Any:
     changes: dict[str, Any] = {}
     if args.max_new_tokens is not None:
         changes["max_new_tokens"] = args.max_new_tokens
+    if args.length_ratio is not None:
+        changes["length_ratio"] = args.length_ratio
     if args.lm_sample:
         changes.update(greedy=False, temperature=args.lm_temperature, top_k=args.lm_top_k)
     elif args.lm_temperature != 1.0 or args.lm_top_k is not None:

@@ -37,6 +37,9 @@ GENERATION_TEMPLATE = '{prompt} "{input}" "'
 MAX_NEW_TOKENS = 1024
 """The most tokens one completion may ask for (beyond, a setting is surely a mistake)."""
 
+LENGTH_SLACK = 4
+"""Tokens a completion may have beyond ``length_ratio`` times its input's (see :class:`GenerationSettings`)."""
+
 
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -49,6 +52,9 @@ class GenerationSettings:
     :param stop: strings that end a completion (cut before them), e.g. ``('"', "\\n")``.
     :param num_samples: completions per (prompt, input); a task keeps the best by reward
         (RLPrompt samples several rewrites and keeps the best).
+    :param length_ratio: also end a completion after ``length_ratio x`` its input's tokens plus
+        :data:`LENGTH_SLACK` (a rewrite far longer than its input is a ramble; without a cap one
+        such row keeps the whole batch decoding); None: ``max_new_tokens`` only.
     :raises ConfigError: a value out of range.
     """
 
@@ -58,6 +64,7 @@ class GenerationSettings:
     top_k: int | None = None
     stop: tuple[str, ...] = field(default=('"', "\n"))
     num_samples: int = 1
+    length_ratio: float | None = None
 
     def __post_init__(self) -> None:
         n = self.max_new_tokens
@@ -78,6 +85,15 @@ class GenerationSettings:
         if isinstance(self.stop, str) or any(not isinstance(x, str) or not x for x in self.stop):
             raise ConfigError(f"stop must be a sequence of non-empty strings, got {self.stop!r}")
         object.__setattr__(self, "stop", tuple(self.stop))
+        r = self.length_ratio
+        if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r < 1000):
+            raise ConfigError(f"length_ratio must be a positive number or None, got {r!r}")
+
+    def limit(self, input_tokens: int) -> int:
+        """The most tokens a completion of an input of this many tokens may have."""
+        if self.length_ratio is None:
+            return self.max_new_tokens
+        return min(self.max_new_tokens, int(self.length_ratio * input_tokens) + LENGTH_SLACK)
 
 
 @dataclass
@@ -87,6 +103,7 @@ class _Row:
     group: int
     own: list[int]
     slot: tuple[int, int, int]  # (prompt, input, sample)
+    limit: int  # the most tokens it may write
 
 
 class GenerationEngine(EngineCore):
@@ -165,7 +182,8 @@ class GenerationEngine(EngineCore):
                 g = index.setdefault(tuple(shared), len(groups))
                 if g == len(groups):
                     groups.append(shared)
-                rows.extend(_Row(g, own, (p, e, s)) for s in range(settings.num_samples))
+                limit = settings.limit(len(self.template_tokens.encode(text)))
+                rows.extend(_Row(g, own, (p, e, s), limit) for s in range(settings.num_samples))
         self._check_length(longest + settings.max_new_tokens, "input plus prompt plus max_new_tokens")
         return groups, rows
 
@@ -227,7 +245,8 @@ class GenerationEngine(EngineCore):
         texts: list[str | None] = [None] * n  # set when a stop string ends the row
         eos = self.eos_ids
         live = torch.arange(n)  # the rows still in the batch (finished ones are dropped)
-        for step in range(settings.max_new_tokens):
+        limits = torch.tensor([r.limit for r in rows])
+        for step in range(max(r.limit for r in rows)):
             logits = self._forward.logits(hidden[:, -1], None if full is None else full[:, -1]).float()
             if settings.greedy:
                 nxt = logits.argmax(-1, keepdim=True)
@@ -235,6 +254,7 @@ class GenerationEngine(EngineCore):
                 nxt = draw(logits, settings.temperature, settings.top_k, generator)
             tok = nxt.squeeze(-1).cpu()
             ended = torch.isin(tok, eos)
+            full_rows = limits[live] <= step + 1  # this token is their last
             for j in torch.nonzero(~ended).flatten().tolist():
                 i = int(live[j])
                 written[i].append(int(tok[j]))
@@ -245,7 +265,8 @@ class GenerationEngine(EngineCore):
                     if cut >= 0:
                         texts[i] = text[:cut]
                         ended[j] = True
-            if bool(ended.all()) or step + 1 == settings.max_new_tokens:
+            ended |= full_rows
+            if bool(ended.all()):
                 break
             if bool(ended.any()):  # drop finished rows: each later step costs only the live ones
                 keep = torch.nonzero(~ended).flatten()
@@ -301,4 +322,4 @@ class GenerationEngine(EngineCore):
         """The default settings as a JSON-ready dict."""
         s = self.settings
         return {"max_new_tokens": s.max_new_tokens, "greedy": s.greedy, "temperature": s.temperature,
-                "top_k": s.top_k, "stop": list(s.stop), "num_samples": s.num_samples}
+                "top_k": s.top_k, "stop": list(s.stop), "num_samples": s.num_samples, "length_ratio": s.length_ratio}

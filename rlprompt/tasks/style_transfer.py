@@ -24,8 +24,9 @@ from rlprompt.lm.generation import GENERATION_TEMPLATE, GenerationSettings
 from rlprompt.tasks.generation import GenerationTask, TextExample
 
 STYLE_TASKS = ("yelp-0to1", "yelp-1to0", "shakespeare-0to1", "shakespeare-1to0")
-STYLE_SETTINGS = GenerationSettings(max_new_tokens=40, greedy=True, stop=('"', "\n"))
-"""Greedy rewrites up to 40 tokens, ended by the closing quote of RLPrompt's template or a newline."""
+STYLE_SETTINGS = GenerationSettings(max_new_tokens=40, greedy=True, stop=('"', "\n"), length_ratio=1.5)
+"""Greedy rewrites up to 40 tokens and 1.5 times the input's tokens (plus 4), ended by the closing quote
+of RLPrompt's template or a newline."""
 
 _NAME = re.compile(r"^(yelp|shakespeare)(?:-([01])to([01]))?$")
 
