@@ -48,10 +48,10 @@ def test_discrete_agents_learn_on_a_generation_task(name: str, tiny_lm, gen_task
     assert saved["extra"]["test_outputs"][0]["output"] is not None
 
 
-@pytest.mark.parametrize("name", ["cma", "ppo", "soft-prompt"])
+@pytest.mark.parametrize("name", ["cma", "sac", "soft-prompt"])
 def test_agents_that_cannot_run_on_generation_tasks_say_so(name: str, tiny_lm, gen_task) -> None:
     engine = GenerationEngine(tiny_lm, gen_task.template, settings=gen_task.settings)
-    with pytest.raises(ConfigError, match="does not run on generation tasks.*lm-prior, random, sql"):
+    with pytest.raises(ConfigError, match="does not run on generation tasks.*grpo, lm-prior, .*ppo, random, .*sql"):
         registry.get_agent_class(name)(engine, gen_task, registry.get_config_class(name)())
 
 
@@ -113,3 +113,47 @@ def test_a_missing_input_column_is_named(tiny_model_dir, tmp_path, capsys) -> No
     files[-1] = "text"
     assert main(["eval", *_model(tiny_model_dir), *files]) == 2
     assert "no column 'text'" in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("name", ["ppo", "a2c"])
+def test_sb3_agents_learn_on_a_generation_task(name: str, tiny_lm, gen_task, tmp_path: Path) -> None:
+    engine = GenerationEngine(tiny_lm, gen_task.template, settings=gen_task.settings)
+    config = registry.get_config_class(name)(prompt_length=2, n_envs=2, max_vocab=64)
+    agent = registry.get_agent_class(name)(engine, gen_task, config, out_dir=tmp_path)
+    agent.learn(8, progress=False)
+    summary = agent.write_outputs(test=True)
+    assert summary.status == "completed" and summary.prompt_evals <= 8 + 1e-9
+    assert summary.extra["metric"] == summary.extra["reward"] and summary.test_accuracy is not None
+
+
+def test_the_discrete_env_on_a_generation_task(tiny_lm, gen_task) -> None:
+    from rlprompt.envs import DiscretePromptEnv
+
+    env = DiscretePromptEnv(gen_task, tiny_lm, prompt_length=2, max_vocab=32)
+    obs, info = env.reset(seed=0)
+    assert info["prompt"] == ""
+    _, reward, terminated, _, _ = env.step(3)
+    assert reward == 0.0 and not terminated
+    _, reward, terminated, _, info = env.step(4)
+    assert terminated and info["score"] == pytest.approx(reward)
+    want = letters_reward([c[0] for c in env.engine.generate([info_tokens(env)], gen_task.texts("train"))[0]])
+    assert reward == pytest.approx(sum(want) / len(want))
+    with pytest.raises(ConfigError, match="rewarded once"):
+        DiscretePromptEnv(gen_task, tiny_lm, prompt_length=2, reward_mode="dense")
+
+
+def info_tokens(env) -> list[int]:
+    return env.episodes.prompt_tokens(0)
+
+
+def test_grpo_on_a_generation_task(tiny_lm, gen_task, tmp_path: Path) -> None:
+    from rlprompt.agents.rl.grpo.agent import GRPOAgent
+    from rlprompt.agents.rl.grpo.config import GRPOAgentConfig
+
+    engine = GenerationEngine(tiny_lm, gen_task.template, settings=gen_task.settings)
+    config = GRPOAgentConfig(seed=0, prompt_length=2, lora=False, prompts_per_step=4, num_generations=2)
+    agent = GRPOAgent(engine, gen_task, config, out_dir=tmp_path)
+    agent.learn(8, progress=False)
+    summary = agent.write_outputs(test=True)
+    assert summary.status in ("completed", "early-stopped") and summary.prompt_evals <= 8 + 1e-9
+    assert agent.tracker.best is not None and summary.test_accuracy is not None

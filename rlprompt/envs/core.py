@@ -66,8 +66,9 @@ def resolve_task(task: Task | str | None, task_kwargs: Mapping[str, Any] | None 
     :raises ConfigError: a wrong type, or ``task_kwargs`` given with a ready Task.
     """
     from rlprompt.tasks import Task, load_task
+    from rlprompt.tasks.generation import GenerationTask
 
-    if isinstance(task, Task):
+    if isinstance(task, (Task, GenerationTask)):
         if task_kwargs:
             raise ConfigError(f"task_kwargs {dict(task_kwargs)} only apply to a task name, not a ready Task")
         return task
@@ -89,7 +90,14 @@ def resolve_engine(
     :raises ConfigError: the engine's verbalizers or template differ from the task's.
     """
     from rlprompt.lm import FrozenLM, ScoringEngine, load_lm
+    from rlprompt.lm.generation import GenerationEngine
 
+    generation = getattr(task, "kind", "") == "generation"
+    if engine is not None and generation:
+        if not isinstance(engine, GenerationEngine):
+            raise ConfigError(f"task {task.name!r} is a generation task: give a GenerationEngine, not a "
+                              f"{type(engine).__name__}")
+        return engine
     if engine is not None:
         if not isinstance(engine, ScoringEngine):
             raise ConfigError(f"engine must be a ScoringEngine, got {type(engine).__name__}")
@@ -108,6 +116,8 @@ def resolve_engine(
         model = load_lm(model, device=device)
     if not isinstance(model, FrozenLM):
         raise ConfigError(f"model must be a model name or a FrozenLM, got {type(model).__name__}")
+    if generation:
+        return GenerationEngine(model, task.template, settings=task.settings)  # type: ignore[attr-defined]
     return ScoringEngine(model, task.verbalizers, task.template)
 
 
@@ -154,12 +164,22 @@ class PromptEpisodes(ABC):
             raise ConfigError(f"prompt_length must be a positive number of tokens, got {prompt_length!r}")
         self.engine = engine
         self.task = task
-        self.reward = get_reward(reward)
+        self.generation = getattr(task, "kind", "") == "generation"
+        self.objective: Any = None
+        if self.generation:
+            self._check_generation(reward_mode, want_hidden)
+            from rlprompt.rewards.evaluate_text import TextObjective
+
+            self.objective = TextObjective(engine, task, reward)  # type: ignore[arg-type]
+            self.reward = self.objective.reward
+            self.all_labels = None
+        else:
+            self.reward = get_reward("accuracy" if reward is None else reward)
+            self.all_labels = task.label_tensor(split)  # type: ignore[arg-type]
         self.prompt_length = int(prompt_length)
         self.reward_mode = reward_mode
         self.split = split
         self.all_texts = task.texts(split)  # type: ignore[arg-type]
-        self.all_labels = task.label_tensor(split)  # type: ignore[arg-type]
         if examples_per_episode is not None and not 1 <= examples_per_episode <= len(self.all_texts):
             raise ConfigError(
                 f"examples_per_episode must lie in 1..{len(self.all_texts)} (the {split} split of "
@@ -170,7 +190,7 @@ class PromptEpisodes(ABC):
         self.n = num_prompts
         self.steps = steps or self.prompt_length
         self._check_context()
-        self.incremental = self._can_extend() and (
+        self.incremental = not self.generation and self._can_extend() and (
             reward_mode == "dense" or want_hidden or not SCORE_FINAL_ONCE
         )
         if want_hidden and not self.incremental:
@@ -182,6 +202,22 @@ class PromptEpisodes(ABC):
         self.hidden_size = int(engine.lm.input_embeddings().embedding_dim)
         self._clear_episode()
 
+    supports_generation = False
+    """True for episodes whose prompts the generation engine can write after (token prompts)."""
+
+    def _check_generation(self, reward_mode: str, want_hidden: bool) -> None:
+        if not self.supports_generation:
+            raise ConfigError("the engine does not generate after soft prompts; on a generation task use "
+                              "discrete prompts (DiscretePromptEnv)")
+        if reward_mode == "dense" or want_hidden:
+            raise ConfigError("on a generation task the finished prompt is rewarded once (a dense reward or "
+                              "obs='hidden' would make the LM write at every step); use reward_mode='final' "
+                              "and obs='tokens'")
+
+    def _generation_prompts(self) -> list[Any]:
+        """The N prompts written so far, as the generation engine takes them."""
+        raise NotImplementedError
+
     # -- hooks --------------------------------------------------------------------------
 
     def _can_extend(self) -> bool:
@@ -190,7 +226,7 @@ class PromptEpisodes(ABC):
 
     def _uses_input_cache(self) -> bool:
         """True when scoring reuses the engine's per-example input caches."""
-        return self.engine.cacheable
+        return self.engine.cacheable and not self.generation
 
     @abstractmethod
     def _clear(self) -> None:
@@ -265,18 +301,23 @@ class PromptEpisodes(ABC):
         self.state: PromptState | None = None
         self._texts: list[str] | None = None
         self._labels: torch.Tensor | None = None
+        self._indices: list[int] | None = None
         self.scores: np.ndarray | None = None  # [N] reward of each prompt as last scored
         self.diagnostics: dict[str, np.ndarray] = {}
         self._scored_at = -1
         self._cost = EngineCounters()
         self._clear()
 
-    def sample_examples(self, rng: np.random.Generator) -> tuple[list[str], torch.Tensor]:
-        """The episode's examples: the whole split, or ``examples_per_episode`` drawn with ``rng``."""
+    def sample_examples(self, rng: np.random.Generator) -> tuple[list[str], torch.Tensor | None]:
+        """The episode's examples: the whole split, or ``examples_per_episode`` drawn with ``rng``
+        (their labels; None on a generation task). Their indices are kept in ``_indices``."""
         if self.examples_per_episode is None:
+            self._indices = None
             return self.all_texts, self.all_labels
         idx = np.sort(rng.choice(len(self.all_texts), size=self.examples_per_episode, replace=False))
-        return [self.all_texts[i] for i in idx], self.all_labels[torch.from_numpy(idx)]
+        self._indices = idx.tolist()
+        labels = None if self.all_labels is None else self.all_labels[torch.from_numpy(idx)]
+        return [self.all_texts[i] for i in idx], labels
 
     def begin(self, rng: np.random.Generator) -> None:
         """Start an episode: empty prompts, a fresh example batch (drawn with ``rng``)."""
@@ -319,6 +360,12 @@ class PromptEpisodes(ABC):
         self.t += 1
         if self.reward_mode == "final" and not self.done:
             return np.zeros(self.n)
+        if self.generation:  # the LM writes after each finished prompt; the text reward scores it
+            scores = self.objective.score(self._generation_prompts(), self.split, self._indices, with_metrics=False)
+            self.scores = np.asarray(scores.rewards, dtype=np.float64)
+            self.diagnostics = {"reward": self.scores.copy()}
+            self._scored_at = self.t
+            return self.scores.copy()
         if logprobs is None:
             logprobs = self._score_prompts(self._texts)
         before = self.scores
@@ -362,7 +409,8 @@ class PromptEpisodes(ABC):
             info: dict[str, Any] = {"step": self.t, "prompt": self.prompt_text(p), "cost": dict(cost)}
             if self._scored_at == self.t and self.scores is not None:
                 info["score"] = float(self.scores[p])
-                info["accuracy"] = float(self.diagnostics["accuracy"][p])
+                if "accuracy" in self.diagnostics:
+                    info["accuracy"] = float(self.diagnostics["accuracy"][p])
                 info["diagnostics"] = {k: float(v[p]) for k, v in self.diagnostics.items()}
             out.append(info)
         return out
@@ -371,7 +419,9 @@ class PromptEpisodes(ABC):
         """One line for ``render_mode="ansi"``: step, prompt, score and accuracy."""
         line = f"step {self.t}/{self.steps}  prompt {self.prompt_text(p)!r}"
         if self.scores is not None and self._scored_at == self.t:
-            line += f"  score {self.scores[p]:.4f}  accuracy {self.diagnostics['accuracy'][p]:.1%}"
+            line += f"  score {self.scores[p]:.4f}"
+            if "accuracy" in self.diagnostics:
+                line += f"  accuracy {self.diagnostics['accuracy'][p]:.1%}"
         return line + "\n"
 
     # -- checks -------------------------------------------------------------------------

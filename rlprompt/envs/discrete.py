@@ -97,7 +97,8 @@ class DiscretePromptEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     :param prompt_length: tokens per prompt (steps per episode), at least 1.
     :param vocab: ``"words"``, ``"full"``, or a list of single-token words / token ids.
     :param max_vocab: cap on ``"words"`` (most frequent first); ``None`` keeps all.
-    :param reward: the reward spec (see Rewards).
+    :param reward: the reward spec (see Rewards; default ``"accuracy"``); on a generation task a
+        text reward (default: the task's), the LM writing after the finished prompt.
     :param reward_mode: ``"final"`` or ``"dense"``.
     :param examples_per_episode: examples per episode, or ``None`` for the whole split.
     :param split: the task split prompts are scored on (``"train"``; ``"dev"`` to evaluate).
@@ -122,7 +123,7 @@ class DiscretePromptEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         prompt_length: int = 5,
         vocab: VocabSpec = "words",
         max_vocab: int | None = 4096,
-        reward: str | RewardFn | Reward = "accuracy",
+        reward: str | RewardFn | Reward | None = None,
         reward_mode: RewardMode = "final",
         examples_per_episode: int | None = None,
         split: str = "train",
@@ -241,8 +242,13 @@ class DiscreteEpisodes(PromptEpisodes):
     def _extend(self, state: PromptState, step_input: np.ndarray) -> torch.Tensor:
         return state.extend(self.vocab[step_input].tolist(), want_hidden=self.want_hidden)
 
+    supports_generation = True
+
     def _score_prompts(self, texts: list[str]) -> torch.Tensor:
         return self.engine.score([self.prompt_tokens(p) for p in range(self.n)], texts)
+
+    def _generation_prompts(self) -> list[Any]:
+        return [self.prompt_tokens(p) for p in range(self.n)]
 
     def prompt_tokens(self, p: int) -> list[int]:
         return self.vocab[self.actions[p, : self.t]].tolist()

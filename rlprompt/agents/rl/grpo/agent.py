@@ -91,6 +91,7 @@ class GRPOAgent(DiscreteAgent):
     """
 
     name: ClassVar[str] = "grpo"
+    supports_generation: ClassVar[bool] = True
     config_class: ClassVar[type[AgentConfig]] = GRPOAgentConfig
     config: GRPOAgentConfig
     space: ClassVar[str] = "discrete"
@@ -109,7 +110,7 @@ class GRPOAgent(DiscreteAgent):
         check_can_generate(source, "the task LM (the default policy)" if policy_lm is None else "policy model")
         self.policy_name = source.name
         self.description = cfg.description or default_description(task)
-        self.label_names = list(task.label_names or [v.strip() for v in task.verbalizers])
+        self.label_names = [] if self.generation else list(task.label_names or [v.strip() for v in task.verbalizers])
         # -- seeding: the agent's own draws (meta-prompts, training batches) ---------------------
         self.rng = np.random.default_rng(cfg.seed)
         self.train_batch_size = min(cfg.examples_per_episode or 10**9, len(task.texts("train")))  # per prompt
@@ -170,10 +171,10 @@ class GRPOAgent(DiscreteAgent):
         train = self.task.train
         out = []
         for _ in range(n):
-            example = train[int(self.rng.integers(len(train)))].text
+            example = _text(train[int(self.rng.integers(len(train)))])
             shots = [train[int(i)] for i in self.rng.choice(len(train), size=min(cfg.n_shots, len(train)),
                                                             replace=False)]
-            examples = "\n".join(f"{e.text} -> {self.label_names[e.label]}" for e in shots)
+            examples = "\n".join(f"{_text(e)} -> {self._shown_target(e)}" for e in shots)
             out.append(cfg.meta_prompt.format(description=self.description, example=example, examples=examples))
         return out
 
@@ -213,13 +214,19 @@ class GRPOAgent(DiscreteAgent):
 
     # -- the reward TRL calls -----------------------------------------------------------------
 
-    def _train_batch(self) -> tuple[list[str], torch.Tensor]:
-        texts, labels = self.task.texts("train"), self.task.label_tensor("train")
+    def _shown_target(self, example: Any) -> str:
+        """What a shot shows after its input: the class name, or a generation task's first reference."""
+        if self.generation:
+            return example.references[0] if example.references else "?"
+        return self.label_names[example.label]
+
+    def _train_batch(self) -> list[int] | None:
+        """The training examples a round's new prompts are scored on (None: all of them)."""
+        n = len(self.task.texts("train"))
         k = self.config.examples_per_episode
-        if k is not None and k < len(texts):
-            idx = np.sort(self.rng.choice(len(texts), size=k, replace=False))
-            return [texts[i] for i in idx], labels[torch.from_numpy(idx)]
-        return texts, labels
+        if k is not None and k < n:
+            return np.sort(self.rng.choice(n, size=k, replace=False)).tolist()
+        return None
 
     def _charge_policy(self, metas: Sequence[str], completion_ids: Sequence[Sequence[int]]) -> None:
         """Charge the policy's tokens: generation and loss forward (forward), loss backward."""
@@ -245,16 +252,15 @@ class GRPOAgent(DiscreteAgent):
         :param completion_ids: the policy's tokens of each completion.
         :returns: one reward per completion.
         """
-        budget, reward = self.budget, self._reward
-        assert budget is not None and reward is not None
+        budget = self.budget
+        assert budget is not None
         self._charge_policy(metas, completion_ids)
         prompts = [self.prompt_of(self.completion_text(ids)) for ids in completion_ids]
         new = list(dict.fromkeys(p for p in prompts if p not in self.seen))
-        texts, labels = self._train_batch()
-        paid = new[: budget.room(len(texts))]
+        idx = self._train_batch()
+        paid = new[: budget.room(len(self.task.texts("train")) if idx is None else len(idx))]
         if paid:
-            logprobs = self.score([list(p) for p in paid], texts)
-            scores = reward(logprobs, labels.to(logprobs.device)).rewards.tolist()
+            scores = self.train_rewards([list(p) for p in paid], idx)
             self.seen.update(zip(paid, (float(s) for s in scores), strict=True))
         self.stale = 0 if new else self.stale + 1
         known = [self.seen[p] for p in prompts if p in self.seen]
@@ -304,10 +310,7 @@ class GRPOAgent(DiscreteAgent):
         from transformers import PrinterCallback, ProgressCallback
         from trl import GRPOTrainer, RLOOTrainer
 
-        from rlprompt.rewards import get_reward
-
         cfg = self.config
-        self._reward = get_reward(cfg.reward)
         self.stale = 0
         rows = max(64, 4 * cfg.prompts_per_step)
         dataset = Dataset.from_dict({"prompt": self.meta_prompts(rows)})
@@ -391,3 +394,8 @@ class RLOOAgent(GRPOAgent):
 
     name: ClassVar[str] = "rloo"
     config_class: ClassVar[type[AgentConfig]] = RLOOAgentConfig
+
+
+def _text(example: Any) -> str:
+    """The input text of a classification or a generation example."""
+    return example.input if hasattr(example, "input") else example.text

@@ -35,6 +35,7 @@ class DiscreteSB3Agent(SB3Agent, DiscreteAgent):
     """An SB3 agent on :class:`~rlprompt.envs.DiscretePromptEnv`."""
 
     space: ClassVar[str] = "discrete"
+    supports_generation: ClassVar[bool] = True
     config: DiscreteRLConfig
     policy_class: ClassVar[str] = "actor-critic"
 
@@ -44,7 +45,8 @@ class DiscreteSB3Agent(SB3Agent, DiscreteAgent):
         cfg = self.config
         return DiscretePromptEnv(
             self.task, engine=self.engine, prompt_length=cfg.prompt_length, vocab=cfg.vocab,
-            max_vocab=cfg.max_vocab, reward=cfg.reward, reward_mode=cfg.reward_mode,  # type: ignore[arg-type]
+            max_vocab=cfg.max_vocab, reward=None if self.generation else cfg.reward,  # (a task's text reward)
+            reward_mode=cfg.reward_mode,  # type: ignore[arg-type]
             examples_per_episode=self._examples(), split="train", obs=cfg.obs,  # type: ignore[arg-type]
         )
 
