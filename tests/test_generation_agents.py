@@ -157,3 +157,33 @@ def test_grpo_on_a_generation_task(tiny_lm, gen_task, tmp_path: Path) -> None:
     summary = agent.write_outputs(test=True)
     assert summary.status in ("completed", "early-stopped") and summary.prompt_evals <= 8 + 1e-9
     assert agent.tracker.best is not None and summary.test_accuracy is not None
+
+
+def test_an_input_longer_than_the_context_fails_before_any_work(tiny_model_dir, tmp_path, capsys) -> None:
+    files = _files(tmp_path)
+    (tmp_path / "test.csv").write_text("source,target\n" + "word " * 300 + ",x\n")
+    out = tmp_path / "run"
+    assert main(["train", *_model(tiny_model_dir), *files, "--agent", "random", "--budget", "2",
+                 "--prompt-length", "1", "--out", str(out)]) == 2
+    assert "longest test input" in one_error_line(capsys.readouterr().err)
+    assert not (out / "summary.json").exists()
+
+
+def test_the_vector_env_on_a_generation_task(tiny_lm, gen_task) -> None:
+    """N prompts written side by side, scored in one generation call, equal the single env's rewards."""
+    import numpy as np
+
+    from rlprompt.envs import DiscretePromptEnv, PromptVectorEnv
+
+    env = DiscretePromptEnv(gen_task, tiny_lm, prompt_length=2, max_vocab=32)
+    venv = PromptVectorEnv(3, env)
+    venv.reset(seed=0)
+    venv.step(np.array([1, 2, 3]))
+    _, rewards, terminated, _, _ = venv.step(np.array([4, 5, 6]))
+    assert terminated.all()
+    single = []
+    for a, b in ((1, 4), (2, 5), (3, 6)):
+        env.reset(seed=0)
+        env.step(a)
+        single.append(env.step(b)[1])
+    assert rewards == pytest.approx(single)

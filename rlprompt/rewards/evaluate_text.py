@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from rlprompt.errors import ConfigError
 from rlprompt.rewards.text import RewardContext, TextReward, get_text_reward
 
 if TYPE_CHECKING:
@@ -103,6 +104,19 @@ class TextObjective:
         self.generator = torch.Generator().manual_seed(seed)
         for split in ("train", "dev"):
             self.reward.check_columns(task.columns(split), f"the {split} split of {task.name!r}")
+        self._check_context()
+
+    def _check_context(self) -> None:
+        """Fail before any work when the longest input, the template and the completion cannot fit."""
+        tokens, lm = self.engine.template_tokens, self.engine.lm
+        longest, where = max((len(tokens.encode(ex.input)), split) for split in ("train", "dev", "test")
+                             for ex in self.task.split(split))
+        overhead = len(tokens.encode(self.engine.template.render("", "")))
+        need = longest + overhead + self.engine.settings.max_new_tokens
+        if need > lm.max_length:
+            raise ConfigError(f"the longest {where} input ({longest} tokens) with the template and max_new_tokens="
+                              f"{self.engine.settings.max_new_tokens} needs {need} of the {lm.max_length}-token "
+                              f"context of {lm.name!r}; shorten the inputs or lower --max-new-tokens")
 
     @staticmethod
     def _name(spec: Any) -> str:
