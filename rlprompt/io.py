@@ -72,6 +72,9 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 
 LOCK_NAME = ".rlprompt.lock"
+_HELD: dict[str, int] = {}
+"""Folders this process holds the lock of, with how many nested holders: a command that locks its
+``--out`` and the agent that writes there lock it once."""
 
 
 @contextmanager
@@ -80,16 +83,36 @@ def lock_folder(folder: str | Path, what: str) -> Iterator[Path]:
     holding the owner's pid) while a command writes there; a second writer is refused. The lock
     file is removed on release (a waiter that opened the removed file notices and retries).
 
+    Re-entrant within one process: a folder this process already holds is not locked again.
+
     :param what: the command, for the message (``"compare"``, ``"train"``).
     :raises ConfigError: another process holds the folder (its pid named), or it cannot be created.
     """
-    import fcntl
-
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create folder {str(folder)!r}: {write_failure(exc)}") from exc
+    key = str(folder.resolve())
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield folder / LOCK_NAME
+        finally:
+            _HELD[key] -= 1
+        return
+    with _flock(folder, what):
+        _HELD[key] = 1
+        try:
+            yield folder / LOCK_NAME
+        finally:
+            del _HELD[key]
+
+
+@contextmanager
+def _flock(folder: Path, what: str) -> Iterator[Path]:
+    import fcntl
+
     path = folder / LOCK_NAME
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -70,3 +70,32 @@ def test_lock_dies_with_its_holder(held: tuple[Path, int], tmp_path: Path) -> No
         except ConfigError:
             assert time.time() < deadline
             time.sleep(0.1)
+
+
+def test_the_lock_is_reentrant_within_one_process(tmp_path: Path) -> None:
+    with lock_folder(tmp_path, "outer") as path, lock_folder(tmp_path, "inner") as again:
+        assert path == again and path.exists()
+    assert not path.exists()
+
+
+PYTHON_WRITERS = {
+    "agent.learn": "from rlprompt.agents import RandomSearch\nfrom rlprompt.lm import ScoringEngine, load_lm\n"
+                   "from rlprompt.tasks import load_task\nimport sys\ntask = load_task('demo')\n"
+                   "lm = load_lm(sys.argv[2], device='cpu', dtype='float32')\n"
+                   "RandomSearch(ScoringEngine(lm, task.verbalizers, task.template), task, out_dir=sys.argv[1])"
+                   ".learn(4, progress=False)\n",
+    "compare": "from rlprompt.experiments import compare\nfrom rlprompt.experiments.config import CompareConfig\n"
+               "import sys\ncompare(CompareConfig(task='demo', methods=['random'], budget=4, model=sys.argv[2], "
+               "device='cpu', dtype='float32', prompt_length=2), sys.argv[1])\n",
+}
+
+
+@pytest.mark.parametrize("writer", sorted(PYTHON_WRITERS))
+def test_the_python_api_takes_the_lock_too(writer: str, held: tuple[Path, int], tiny_model_dir: Path) -> None:
+    """An agent's learn() and compare() from Python: refused on a folder another process writes
+    (a checkpoint being written while another process resumes from it included)."""
+    out, pid = held
+    proc = subprocess.run([sys.executable, "-c", PYTHON_WRITERS[writer], str(out), str(tiny_model_dir)],
+                          capture_output=True, text=True, timeout=180, env=_env(), stdin=subprocess.DEVNULL)
+    assert proc.returncode != 0 and f"pid {pid}" in proc.stderr and "ConfigError" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]

@@ -152,8 +152,17 @@ def compare(config: CompareConfig, out: str | Path, *, executor: Executor | None
     :param progress: agents' progress bars (default: when stderr is a terminal).
     :param log: where a line per run goes (default: stderr).
     :returns: the records, the table and the counts.
-    :raises ConfigError: ``out`` holds another comparison; an executor that cannot start.
+    :raises ConfigError: ``out`` holds another comparison, or another process is writing there (the
+        folder's lock, ``out/.rlprompt.lock``, is held while comparing); an executor that cannot start.
     """
+    from rlprompt.io import lock_folder
+
+    with lock_folder(out, "compare"):  # one writer per folder: no lost results.jsonl record
+        return _compare_in(config, out, executor=executor, force=force, progress=progress, log=log)
+
+
+def _compare_in(config: CompareConfig, out: str | Path, *, executor: Executor | None, force: bool,
+                progress: bool | None, log: Callable[[str], None] | None) -> CompareResult:
     from rlprompt.experiments.runner import check_methods
 
     check_methods(config)  # a bad option fails now, not after hours of other runs

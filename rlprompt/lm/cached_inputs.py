@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from rlprompt import stop
 from rlprompt.errors import ConfigError
 from rlprompt.lm.input_cache import InputEntry, assemble, split_entries
 from rlprompt.lm.packing import PackedCache
@@ -58,6 +59,7 @@ class CachedInputs:
         with torch.inference_mode(False), torch.no_grad():
             start = 0
             while start < len(unique):
+                stop.check()  # a requested stop cuts a long encoding short (see rlprompt.stop)
                 length = real = len(seq_of[unique[start]])
                 batch = [unique[start]]
                 for t in unique[start + 1 :]:

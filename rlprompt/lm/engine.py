@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import torch
 
+from rlprompt import stop
 from rlprompt.errors import ConfigError
 from rlprompt.lm.cached_inputs import BATCH_POSITIONS, CachedInputs
 from rlprompt.lm.counters import EngineCounters
@@ -204,6 +205,7 @@ class ScoringEngine(CachedInputs, EngineCore):
         suffixes = [t + self.template_tokens.tail(not t) for t in tokens]
         longest = self._longest_suffix(suffixes)
         for rows, base in self._bases(texts, len(suffixes), longest):
+            stop.check()  # a requested stop cuts a long call short (see rlprompt.stop)
             self._check_length(base.width + longest, "input plus prompt")
             for sl in self._prompt_chunks(len(suffixes), longest, base.n, base.width):
                 q, read = self._queries_for(suffixes[sl])

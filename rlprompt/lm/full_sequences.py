@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from rlprompt import stop
 from rlprompt.errors import ConfigError
 from rlprompt.lm.packing import PackedCache
 from rlprompt.lm.padding import position_ids
@@ -31,6 +32,7 @@ def score_full(engine: ScoringEngine, tokens: list[list[int]], texts: Sequence[s
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths pad less
     start = 0
     while start < len(order):
+        stop.check()  # a requested stop cuts a long call short (see rlprompt.stop)
         per = max(1, engine.max_batch_tokens // max(1, len(seqs[order[start]])))
         sel = order[start : start + per]
         longest = max(len(seqs[i]) for i in sel)

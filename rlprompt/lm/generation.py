@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from rlprompt import stop
 from rlprompt.errors import ConfigError
 from rlprompt.lm.counters import EngineCounters
 from rlprompt.lm.engine_core import EngineCore, Prompt
@@ -210,6 +211,7 @@ class GenerationEngine(EngineCore):
             # Rows of one group stay together, so a chunk runs few shared parts.
             order = sorted(range(len(rows)), key=lambda i: (rows[i].group, i))
             for start in range(0, len(order), self.max_rows):
+                stop.check()  # a requested stop cuts a long call short (see rlprompt.stop)
                 chunk = [rows[i] for i in order[start : start + self.max_rows]]
                 for row, text in zip(chunk, self._write(groups, chunk, settings, generator), strict=True):
                     p, e, s = row.slot
@@ -247,6 +249,7 @@ class GenerationEngine(EngineCore):
         live = torch.arange(n)  # the rows still in the batch (finished ones are dropped)
         limits = torch.tensor([r.limit for r in rows])
         for step in range(max(r.limit for r in rows)):
+            stop.check()
             logits = self._forward.logits(hidden[:, -1], None if full is None else full[:, -1]).float()
             if settings.greedy:
                 nxt = logits.argmax(-1, keepdim=True)

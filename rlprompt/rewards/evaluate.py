@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from rlprompt import stop
 from rlprompt.errors import ConfigError
 from rlprompt.rewards.base import Reward, RewardFn
 from rlprompt.rewards.metrics import class_accuracy
@@ -157,6 +158,7 @@ def evaluate_split(
     parts = []
     bar = _progress(len(texts), f"eval {task.name}/{split}", progress)
     for i in range(0, len(texts), chunk_size):
+        stop.check()  # a requested stop cuts a long evaluation short (see rlprompt.stop)
         chunk = texts[i : i + chunk_size]
         with torch.no_grad():
             parts.append(score(chunk).detach().float().cpu())

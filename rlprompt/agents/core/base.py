@@ -178,8 +178,17 @@ class BaseAgent(Resumable, ABC):
         :returns: the agent.
         :raises ConfigError: ``resume=True`` without a checkpoint, or a checkpoint of
             another method, config, task or model, or of a larger budget (a larger budget
-            than the checkpoint's extends a stopped or finished run).
+            than the checkpoint's extends a stopped or finished run); ``out_dir`` in use by
+            another process (its lock, ``out_dir/.rlprompt.lock``, is held while learning).
         """
+        if self.out_dir is None:
+            return self._learn_in(budget, progress, resume)
+        from rlprompt.io import lock_folder
+
+        with lock_folder(self.out_dir, f"{self.name} agent"):  # one writer (a resume included) per folder
+            return self._learn_in(budget, progress, resume)
+
+    def _learn_in(self: A, budget: int | Budget, progress: bool | None, resume: bool | str) -> A:
         from rlprompt.agents.core.checkpoint import restore_global_rng_state
 
         if not isinstance(budget, Budget):
@@ -233,6 +242,9 @@ class BaseAgent(Resumable, ABC):
                 self._finish()
             raise
         finally:
+            from rlprompt import stop
+
+            stop.clear()
             self._restore_signal_handlers(handlers)
             self.resuming = False
         self._finish()

@@ -180,6 +180,9 @@ class Resumable:
             self._stop_requested = self._stop_requested or name
             raise LearningInterrupted(f"stopped by {name}")
         self._stop_requested = name
+        from rlprompt import stop
+
+        stop.request()  # long engine calls honour it too, after a grace period
         print(f"\nrlprompt: {name}: stopping at the next checkpoint (press Ctrl-C again to stop now)",
               file=sys.stderr, flush=True)
 
