@@ -133,3 +133,17 @@ def test_cma_es_improves_on_a_smooth_objective(tiny_lm, great_task):
     start = float(engine.distance(p0))
     learned = float(engine.distance(agent.predict()))
     assert learned < 0.25 * start, (start, learned)
+
+
+def test_sql_stall_heat_spends_the_budget_a_collapsed_policy_would_leave(seq_engine, great_task):
+    """Seed 3 at alpha 0.1 collapses: it writes only prompts it has seen and stops at the stall limit
+    with most of the budget left. Sampling hotter after such rounds spends it and finds the sequence."""
+    runs = {}
+    for heat in (1.0, 2.0):
+        cfg = SQLConfig(seed=3, prompt_length=3, reward="log-likelihood", batch_size=16, vocab="words",
+                        max_vocab=WORDS, alpha=0.1, stall_heat=heat)
+        agent = SoftQLearning(seq_engine, great_task, cfg)
+        agent.learn(BUDGET, progress=False)
+        runs[heat] = (agent.budget.used, best_matches(agent))
+    assert runs[1.0][0] < 0.7 * BUDGET and runs[1.0][1] < 3
+    assert runs[2.0] == (BUDGET, 3)

@@ -165,8 +165,11 @@ class SoftQLearning(DiscreteAgent):
             # log pi = log ref + Q / alpha; the prior reference is the LM's own (allowed) distribution.
             return self.policy_logits(h, ref=torch.log_softmax(lm_logits, -1) if prior else None)[0]
 
+        # A collapsed policy writes only prompts it has seen: sample hotter until it writes new ones.
+        heat = min(8.0, cfg.stall_heat ** getattr(self, "_stale", 0))
         out = sample_tokens(self.engine.lm, self._contexts(n), cfg.prompt_length, generator=self.generator,
-                            adjust=policy, allowed=~self.banned, top_k=cfg.top_k, greedy=greedy, keep_hidden=True)
+                            adjust=policy, allowed=~self.banned, top_k=cfg.top_k, greedy=greedy, keep_hidden=True,
+                            temperature=heat)
         if self.budget is not None:
             self.budget.charge(**out.cost)
         return out.tokens.tolist(), out.hidden, out.tokens

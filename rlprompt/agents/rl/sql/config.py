@@ -58,6 +58,9 @@ class SQLConfig(AgentConfig):
     # -- sampling --------------------------------------------------------------------
     batch_size: int = field(default=32, metadata={"help": "prompts sampled (and scored) per round"})
     top_k: int | None = field(default=None, metadata={"help": "sample among the k most likely tokens"})
+    stall_heat: float = field(default=1.0, metadata={
+        "help": "after a round that wrote no new prompt, sample at this many times the temperature "
+                "(compounding per such round, at most 8x; 1: off)"})
     # -- soft Q-learning ---------------------------------------------------------------
     alpha: float = field(default=0.25, metadata={
         "help": "temperature: the reward scale is 1/alpha (smaller = greedier policy)"})
@@ -77,6 +80,9 @@ class SQLConfig(AgentConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.reference = enum_choice(Reference, self.reference, "reference")
+        if isinstance(self.stall_heat, bool) or not isinstance(self.stall_heat, (int, float)) or \
+                not 1.0 <= self.stall_heat <= 8.0:
+            raise ConfigError(f"stall_heat must be a number in [1, 8], got {self.stall_heat!r}")
         self.sql_loss = enum_choice(SQLLoss, self.sql_loss, "sql_loss")
         self.reward_norm = enum_choice(RewardNorm, self.reward_norm, "reward_norm")
         for name in ("prompt_length", "mlp_hidden", "batch_size", "updates_per_round", "replay_size", "dev_top_k"):
