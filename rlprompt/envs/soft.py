@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from rlprompt.envs.core import ObsMode, PromptEpisodes, RewardMode, check_env_options, resolve_engine, resolve_task
+from rlprompt.envs.core import ObsMode, PromptEpisodes, RewardMode
 from rlprompt.envs.errors import InvalidActionError
+from rlprompt.envs.resolve import check_env_options, resolve_engine, resolve_task
 from rlprompt.errors import ConfigError
 from rlprompt.lm.embeddings import nearest_tokens, random_projection
 from rlprompt.lm.template import Placement

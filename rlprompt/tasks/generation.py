@@ -38,6 +38,11 @@ class TextExample:
     columns: Mapping[str, Any] = field(default_factory=dict)
 
 
+def input_text(example: Any) -> str:
+    """The input text of a classification :class:`~rlprompt.tasks.task.Example` or a :class:`TextExample`."""
+    return example.input if isinstance(example, TextExample) else example.text
+
+
 @dataclass(kw_only=True)
 class GenerationTask:
     """Inputs, references, template, generation settings and default reward of a text task.

@@ -11,26 +11,19 @@ Errors name the file and line (``path:line: ...``), the column and the bad value
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from rlprompt.errors import ConfigError, DataError
+from rlprompt.tasks.rows import large_fields, read_rows, table_format
 from rlprompt.tasks.task import Example, Task, check_columns, class_names
+
+__all__ = ["LabelParser", "load_table", "read_rows", "table_format", "task_from_files"]
 
 TEXT_COLUMNS = ("sentence", "text")
 """Text columns tried in order when none is named."""
 
-_TSV = {".tsv", ".tab"}
-_CSV = {".csv"}
-_JSONL = {".jsonl", ".ndjson", ".json"}
-# Fields may be long (documents); 2**31-1 is the largest limit every platform's C long takes.
-_FIELD_LIMIT = 2**31 - 1
 MAX_TEXT_CHARS = 1_000_000
 """Longest example text accepted (characters): far beyond any task LM's context, so a longer
 "line" is almost always a file without line breaks. Texts that fit this limit but not the
@@ -97,28 +90,6 @@ class LabelParser:
         return value
 
 
-def table_format(path: Path, delimiter: str | None = None) -> str:
-    """The reader for a file: ``"jsonl"``, or the CSV delimiter to use.
-
-    :param path: the data file.
-    :param delimiter: explicit delimiter (overrides the extension; ``"jsonl"`` forces JSONL).
-    :raises ConfigError: unknown extension and no delimiter.
-    """
-    if delimiter is not None:
-        return delimiter
-    suffix = path.suffix.lower()
-    if suffix in _TSV:
-        return "\t"
-    if suffix in _CSV:
-        return ","
-    if suffix in _JSONL:
-        return "jsonl"
-    raise ConfigError(
-        f"{path}: cannot tell the format from the extension {suffix!r}; rename it to .csv, .tsv or .jsonl "
-        f"(the format is read from it; from Python, pass delimiter=',', '\\t' or 'jsonl')"
-    )
-
-
 def load_table(
     path: str | Path,
     *,
@@ -158,48 +129,13 @@ def load_table(
     header, rows = read_rows(path, delimiter)
     if header is not None:
         text_column = _pick_text_column(path, header, text_column, label_column)
-    with _large_fields():
+    with large_fields():
         return _examples(path, rows, header, text_column, label_column, parse_label)
-
-
-def read_rows(path: str | Path, delimiter: str | None = None) -> tuple[list[str] | None, list[tuple[int, dict]]]:
-    """The rows of a CSV, TSV or JSONL file as ``(line number, {column: value})``.
-
-    :param path: the file (UTF-8, a BOM allowed); blank lines are skipped.
-    :param delimiter: override the format chosen by extension (``","``, ``"\\t"``, ``"jsonl"``).
-    :returns: the header (None for JSONL) and the rows in file order.
-    :raises DataError: unreadable, empty or not UTF-8; duplicate columns; a malformed row.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, not a data file; give a .csv, .tsv or .jsonl file")
-    fmt = table_format(path, delimiter)
-    text = _read_utf8(path)
-    if not text.strip():
-        raise DataError(
-            f"{path}: file is empty; expected a header row such as 'sentence<TAB>label' "
-            f"and one example per line"
-        )
-    with _large_fields():
-        if fmt == "jsonl":
-            return None, list(_jsonl_rows(path, text))
-        reader = csv.reader(
-            io.StringIO(text, newline=""),
-            delimiter=fmt,
-            quoting=csv.QUOTE_NONE if fmt == "\t" else csv.QUOTE_MINIMAL,
-            strict=True,
-        )
-        try:
-            header = next(reader)
-        except csv.Error as err:
-            raise DataError(f"{path}:1: malformed header: {err}; check the quoting") from None
-        _check_header(path, header)
-        return header, list(_csv_rows(path, reader, header, fmt))
 
 
 def _examples(
     path: Path,
-    rows: Iterator[tuple[int, dict[str, Any]]],
+    rows: Iterable[tuple[int, dict[str, Any]]],
     header: list[str] | None,
     text_column: str | None,
     label_column: str,
@@ -234,87 +170,6 @@ def _examples(
             raise DataError(f"{path}:{line}: column {label_column!r}: {err}") from None
         examples.append(Example(value, label))
     return examples
-
-
-def _read_utf8(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file; check the path") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot read: {err.strerror or err}") from None
-    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
-    try:
-        return data[bom:].decode("utf-8")
-    except UnicodeDecodeError as err:
-        start = bom + err.start
-        line = data.count(b"\n", 0, start) + 1
-        column = start - (data.rfind(b"\n", 0, start) + 1) + 1
-        raise DataError(
-            f"{path}:{line}: byte 0x{data[start]:02x} at byte offset {start} (column {column}) is not "
-            f"UTF-8; re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
-        ) from None
-
-
-@contextmanager
-def _large_fields() -> Iterator[None]:
-    old = csv.field_size_limit()
-    csv.field_size_limit(max(old, min(_FIELD_LIMIT, sys.maxsize)))
-    try:
-        yield
-    finally:
-        csv.field_size_limit(old)
-
-
-def _csv_rows(
-    path: Path, reader: Any, header: list[str], delimiter: str
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    prev = reader.line_num
-    try:
-        for fields in reader:
-            line, prev = prev + 1, reader.line_num
-            if not any(f.strip() for f in fields):
-                continue  # a blank line, or one of spaces and delimiters only
-            if len(fields) != len(header):
-                hint = (
-                    "; a tab inside the text splits it (TSV is read without quoting)"
-                    if delimiter == "\t" and len(fields) > len(header)
-                    else ""
-                )
-                raise DataError(
-                    f"{path}:{line}: expected {len(header)} fields ({', '.join(header)}) but found "
-                    f"{len(fields)}{hint}"
-                )
-            yield line, dict(zip(header, fields, strict=True))
-    except csv.Error as err:
-        raise DataError(f"{path}:{reader.line_num}: malformed CSV: {err}; check the quoting") from None
-
-
-def _check_header(path: Path, header: list[str]) -> None:
-    seen: dict[str, int] = {}
-    for i, name in enumerate(header, start=1):
-        if name in seen:
-            raise DataError(
-                f"{path}:1: header names column {name!r} twice (columns {seen[name]} and {i}); "
-                f"rename one so the columns can be told apart"
-            )
-        seen[name] = i
-
-
-def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    for line, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{line}: column {err.colno}: invalid JSON: {err.msg}") from None
-        if not isinstance(obj, dict):
-            raise DataError(
-                f'{path}:{line}: expected a JSON object like {{"text": ..., "label": ...}}, '
-                f"got {type(obj).__name__}"
-            )
-        yield line, obj
 
 
 def _pick_text_column(path: Path, columns: list[str], text_column: str | None, label_column: str) -> str:

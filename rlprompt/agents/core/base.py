@@ -42,6 +42,7 @@ import torch
 from rlprompt.agents.core.budget import Budget
 from rlprompt.agents.core.config import AgentConfig, check_positive, enum_choice
 from rlprompt.agents.core.resume import LearningInterrupted, Resumable, checkpoint_exists
+from rlprompt.agents.core.scoring import TaskScoring
 from rlprompt.agents.core.summary import RunSummary
 from rlprompt.agents.core.tracking import BestTracker, Candidate, CurveLogger, CurvePoint
 from rlprompt.errors import ConfigError, DataError, first_line
@@ -57,7 +58,7 @@ __all__ = ["AgentConfig", "BaseAgent", "Budget", "LearningInterrupted", "RunSumm
 A = TypeVar("A", bound="BaseAgent")
 
 
-class BaseAgent(Resumable, ABC):
+class BaseAgent(Resumable, TaskScoring, ABC):
     """Base class of every prompt-finding agent; see the module docstring.
 
     :param engine: the scoring engine (built with the task's verbalizers and template).
@@ -281,34 +282,6 @@ class BaseAgent(Resumable, ABC):
             post["best"] = best.text[:40]
         self._bar.set_postfix(post, refresh=False)
         self._bar.refresh()
-
-    def train_rewards(self, prompts: Any, indices: Sequence[int] | None = None) -> list[float]:
-        """The training reward of each prompt on the training examples ``indices`` (default: all).
-
-        Classification: ``config.reward`` of the class log-probabilities; generation: the task's
-        text reward of what the LM writes, averaged over the inputs
-        (:class:`~rlprompt.rewards.evaluate_text.TextObjective`).
-        Charged to the budget by the engine (``len(indices) / n`` prompt evaluations each).
-        """
-        if self.generation:
-            return self.objective.score(prompts, "train", indices, with_metrics=False).rewards
-        from rlprompt.rewards import get_reward
-
-        texts, labels = self.task.texts("train"), self.task.label_tensor("train")
-        if indices is not None:
-            texts, labels = [texts[i] for i in indices], labels[torch.as_tensor(list(indices), dtype=torch.long)]
-        logprobs = self.score(prompts, texts)
-        return get_reward(self.config.reward)(logprobs, labels.to(logprobs.device)).rewards.tolist()
-
-    def _dev_scores(self, prompts: Any) -> tuple[list[float], list[float]]:
-        """(selection score, tie-breaking score) per prompt on dev: accuracy and log-likelihood,
-        or on a generation task the task's metric and its reward."""
-        if self.generation:
-            return self.objective.selection_scores(prompts, "dev")
-        from rlprompt.rewards import accuracy, log_likelihood
-
-        logprobs = self.score(prompts, self._dev_texts)
-        return accuracy(logprobs, self._dev_labels).tolist(), log_likelihood(logprobs, self._dev_labels).tolist()
 
     def evaluate_dev(self, prompts: Any, *, train_scores: Sequence[float] | None = None) -> list[float]:
         """Score prompts on the dev split (charged to the budget) and offer them for selection.

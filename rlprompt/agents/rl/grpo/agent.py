@@ -67,6 +67,7 @@ from rlprompt.agents.rl.grpo.policy import (
     save_policy,
     shared_copy,
 )
+from rlprompt.tasks.generation import input_text
 
 __all__ = ["Algorithm", "GRPOAgent", "GRPOAgentConfig", "RLOOAgent", "RLOOAgentConfig"]
 
@@ -171,10 +172,10 @@ class GRPOAgent(DiscreteAgent):
         train = self.task.train
         out = []
         for _ in range(n):
-            example = _text(train[int(self.rng.integers(len(train)))])
+            example = input_text(train[int(self.rng.integers(len(train)))])
             shots = [train[int(i)] for i in self.rng.choice(len(train), size=min(cfg.n_shots, len(train)),
                                                             replace=False)]
-            examples = "\n".join(f"{_text(e)} -> {self._shown_target(e)}" for e in shots)
+            examples = "\n".join(f"{input_text(e)} -> {self._shown_target(e)}" for e in shots)
             out.append(cfg.meta_prompt.format(description=self.description, example=example, examples=examples))
         return out
 
@@ -394,8 +395,3 @@ class RLOOAgent(GRPOAgent):
 
     name: ClassVar[str] = "rloo"
     config_class: ClassVar[type[AgentConfig]] = RLOOAgentConfig
-
-
-def _text(example: Any) -> str:
-    """The input text of a classification or a generation example."""
-    return example.input if hasattr(example, "input") else example.text

@@ -1,0 +1,57 @@
+"""How an agent scores prompts on its task: the training reward and the dev selection scores.
+
+Classification tasks: the agent's ``config.reward`` of the class log-probabilities, and dev
+accuracy with log-likelihood to break ties. Generation tasks: the task's text reward of what
+the LM writes, averaged over the inputs, and the task's metric on dev
+(:class:`~rlprompt.rewards.evaluate_text.TextObjective`). Mixed into
+:class:`~rlprompt.agents.core.base.BaseAgent`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+
+class TaskScoring:
+    """Training rewards and dev selection scores for :class:`~rlprompt.agents.core.base.BaseAgent`."""
+
+    generation: bool
+    objective: Any
+    task: Any
+    config: Any
+    _dev_texts: list[str]
+    _dev_labels: torch.Tensor
+
+    def score(self, prompts: Any, texts: Sequence[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def train_rewards(self, prompts: Any, indices: Sequence[int] | None = None) -> list[float]:
+        """The training reward of each prompt on the training examples ``indices`` (default: all).
+
+        Classification: ``config.reward`` of the class log-probabilities; generation: the task's
+        text reward of what the LM writes, averaged over the inputs
+        (:class:`~rlprompt.rewards.evaluate_text.TextObjective`).
+        Charged to the budget by the engine (``len(indices) / n`` prompt evaluations each).
+        """
+        if self.generation:
+            return self.objective.score(prompts, "train", indices, with_metrics=False).rewards
+        from rlprompt.rewards import get_reward
+
+        texts, labels = self.task.texts("train"), self.task.label_tensor("train")
+        if indices is not None:
+            texts, labels = [texts[i] for i in indices], labels[torch.as_tensor(list(indices), dtype=torch.long)]
+        logprobs = self.score(prompts, texts)
+        return get_reward(self.config.reward)(logprobs, labels.to(logprobs.device)).rewards.tolist()
+
+    def _dev_scores(self, prompts: Any) -> tuple[list[float], list[float]]:
+        """(selection score, tie-breaking score) per prompt on dev: accuracy and log-likelihood,
+        or on a generation task the task's metric and its reward."""
+        if self.generation:
+            return self.objective.selection_scores(prompts, "dev")
+        from rlprompt.rewards import accuracy, log_likelihood
+
+        logprobs = self.score(prompts, self._dev_texts)
+        return accuracy(logprobs, self._dev_labels).tolist(), log_likelihood(logprobs, self._dev_labels).tolist()
