@@ -13,6 +13,7 @@ from rlprompt.tasks import Example, Task
 
 REPO = Path(__file__).resolve().parents[1]
 FSC16 = Path(os.environ.get("RLPROMPT_FSC16", REPO.parent / "shared" / "data" / "fsc16"))
+TST = Path(os.environ.get("RLPROMPT_TST", REPO.parent / "shared" / "data" / "tst"))
 
 CORPUS = [
     "the movie was great and the acting was wonderful .",
@@ -230,6 +231,14 @@ def fsc16() -> Path:
     if not (FSC16 / "sst-2").is_dir():
         pytest.skip(f"shared few-shot data not found at {FSC16} (set RLPROMPT_FSC16)")
     return FSC16
+
+
+@pytest.fixture(scope="session")
+def tst() -> Path:
+    """The shared text-style-transfer folder (Yelp, Shakespeare)."""
+    if not (TST / "yelp" / "dev.0.txt").is_file():
+        pytest.skip(f"shared style-transfer data not found at {TST} (set RLPROMPT_TST)")
+    return TST
 
 
 @pytest.fixture(scope="session")
