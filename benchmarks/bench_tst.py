@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from protocol import protocol_parser
+
 from rlprompt.io import write_json
 
 BENCH = Path(__file__).resolve().parent
@@ -139,18 +141,9 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--tasks", type=lambda s: s.split(","), default=TASKS)
-    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[13, 21, 42])
-    parser.add_argument("--methods", type=lambda s: s.split(","), default=METHODS)
-    parser.add_argument("--budget", type=int, default=500)
-    parser.add_argument("--report", action="store_true", help="only report what the folders hold")
+    parser = protocol_parser(__doc__, data=DEFAULT_DATA, out=DEFAULT_OUT, tasks=TASKS, methods=METHODS,
+                             budget=500)
     parser.add_argument("--no-throughput", action="store_true", help="skip the throughput measurement")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False)
-    parser.add_argument("--json", type=Path, help="also write the figures as a flat JSON object")
     args = parser.parse_args(argv)
     figures: dict[str, Any] = {"budget": args.budget, "seeds": ",".join(map(str, args.seeds))}
     if not args.no_throughput and not args.report:
