@@ -117,7 +117,7 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> dict[str, Any]:
         rows = read_task(args.out / task)
         print(f"\n{task}: test, 500 inputs, mean over seeds (x 100); budget {args.budget} prompt evaluations")
         print(f"{'method':<11}" + "".join(f"{m:>11}" for m in METRICS) + f"{'joint sd':>10}{'seeds':>7}")
-        for method in [m for m in METHODS + RL if m in rows]:
+        for method in [m for m in dict.fromkeys(METHODS + RL) if m in rows]:
             row = rows[method]
             sd = statistics.stdev(row["joint"]) if len(row["joint"]) > 1 else math.nan
             print(f"{method:<11}" + "".join(f"{_mean(row[m]):>11.1f}" for m in METRICS)

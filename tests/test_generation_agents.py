@@ -187,3 +187,19 @@ def test_the_vector_env_on_a_generation_task(tiny_lm, gen_task) -> None:
         env.step(a)
         single.append(env.step(b)[1])
     assert rewards == pytest.approx(single)
+
+
+def test_prompt_first_generation_tasks_sample_instructions(tiny_lm, gen_task) -> None:
+    """LM-prior sampling and soft Q-learning write a prompt that comes before the input as an instruction."""
+    import dataclasses
+
+    from rlprompt.agents.search.lm_prior import INSTRUCTION_CONTEXT
+
+    first = dataclasses.replace(gen_task, template='{prompt} "{input}" "')
+    for name in ("lm-prior", "sql"):
+        engine = GenerationEngine(tiny_lm, first.template, settings=first.settings)
+        cls, config = registry.get_agent_class(name), registry.get_config_class(name)
+        assert cls(engine, first, config()).context == INSTRUCTION_CONTEXT
+        assert cls(engine, first, config(context="{example}:")).context == "{example}:"  # a chosen one is kept
+        after = GenerationEngine(tiny_lm, gen_task.template, settings=gen_task.settings)
+        assert cls(after, gen_task, config()).context == config().context  # prompt after the input

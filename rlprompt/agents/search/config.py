@@ -75,7 +75,8 @@ class LMPriorConfig(DiscreteSearchConfig):
 
     context: str = field(default="{description}\n\n{example}", metadata={
         "help": "what the LM reads before sampling; {description} and {example} (a random train input) "
-                "are filled in"})
+                "are filled in; on a generation task with the prompt before the input the default "
+                "is 'Task: {description}\\nInstruction:' (the prompt there is an instruction)"})
     description: str | None = field(default=None, metadata={
         "help": "the task description (default: built from the task's class names)"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})

@@ -50,6 +50,7 @@ class LMPriorSampling(DiscreteSearch):
         if engine.masked:
             raise ConfigError(f"lm-prior sampling needs a causal LM; {engine.lm.name!r} is a masked LM")
         self.description = self.config.description or default_description(task)
+        self.context = sampling_context(task, self.config.context, type(self.config)().context)
         self._banned = banned_tokens(engine.tokenizer, self.engine.model.get_output_embeddings().weight.shape[0])
         self._generator = torch.Generator().manual_seed(self.config.seed)
 
@@ -70,7 +71,7 @@ class LMPriorSampling(DiscreteSearch):
         if n <= 0:
             return []
         train = self.task.texts("train")
-        contexts = [self.config.context.format(description=self.description, example=train[i])
+        contexts = [self.context.format(description=self.description, example=train[i])
                     for i in rng.integers(len(train), size=n)]
         tokens, cost = sample_continuations(
             self.engine.lm, contexts, self.config.prompt_length, self._generator,
@@ -79,6 +80,24 @@ class LMPriorSampling(DiscreteSearch):
         assert self.budget is not None
         self.budget.charge(**cost)
         return tokens.tolist()
+
+
+INSTRUCTION_CONTEXT = "Task: {description}\nInstruction:"
+"""The default sampling context on a generation task whose prompt comes before the input: there the
+prompt reads as an instruction, and this context makes the LM write one (" Rewrite the negative
+sentence ..."), where the classification context (the description, then an input) makes it continue
+the input."""
+
+
+def sampling_context(task: Task, configured: str, default: str) -> str:
+    """The context prompts are sampled after: ``configured``, unless it is the config's ``default``
+    and the task is a generation task with the prompt before the input (:data:`INSTRUCTION_CONTEXT`)."""
+    if configured == default and getattr(task, "kind", "") == "generation":
+        from rlprompt.lm.template import Template
+
+        if not Template.parse(task.template).prompt_after_input:
+            return INSTRUCTION_CONTEXT
+    return configured
 
 
 def default_description(task: Task) -> str:

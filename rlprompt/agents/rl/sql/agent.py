@@ -90,7 +90,7 @@ class SoftQLearning(DiscreteAgent):
     def __init__(self, engine: ScoringEngine, task: Task, config: AgentConfig | None = None, *,
                  out_dir: str | Path | None = None) -> None:
         super().__init__(engine, task, config, out_dir=out_dir)
-        from rlprompt.agents.search.lm_prior import banned_tokens, default_description
+        from rlprompt.agents.search.lm_prior import banned_tokens, default_description, sampling_context
 
         if engine.masked:
             raise ConfigError(f"soft Q-learning writes prompts left to right with a causal LM; "
@@ -109,6 +109,7 @@ class SoftQLearning(DiscreteAgent):
             banned[allowed] = False
         self.banned = banned.to(engine.device)
         self.description = cfg.description or default_description(task)
+        self.context = sampling_context(task, cfg.context, SQLConfig().context)
         # -- seeding: every random draw of the agent comes from these ------------------------------
         self.rng = np.random.default_rng(cfg.seed)
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -146,7 +147,7 @@ class SoftQLearning(DiscreteAgent):
 
     def _contexts(self, n: int) -> list[str]:
         train = self.task.texts("train")
-        return [self.config.context.format(description=self.description, example=train[i])
+        return [self.context.format(description=self.description, example=train[i])
                 for i in self.rng.integers(len(train), size=n)]
 
     @torch.no_grad()

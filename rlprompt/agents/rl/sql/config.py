@@ -49,7 +49,8 @@ class SQLConfig(AgentConfig):
     # -- the policy ------------------------------------------------------------------
     context: str = field(default="{description}\n\n{example}", metadata={
         "help": "what the LM reads before writing the prompt; {description} and {example} (a random "
-                "train input) are filled in"})
+                "train input) are filled in; on a generation task with the prompt before the input the default "
+                "is 'Task: {description}\\nInstruction:' (the prompt there is an instruction)"})
     description: str | None = field(default=None, metadata={
         "help": "task description (default: built from the class names, as lm-prior)"})
     reference: Reference = field(default=Reference.PRIOR, metadata={
