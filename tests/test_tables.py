@@ -143,7 +143,7 @@ def test_bad_jsonl(tmp_path: Path) -> None:
 
 
 def test_unknown_extension_and_missing_file(tmp_path: Path) -> None:
-    _bad(write(tmp_path / "a.txt", "text\tlabel\n"), r"extension '\.txt'.*rename it to .csv", ConfigError)
+    _bad(write(tmp_path / "a.txt", "text\tlabel\n"), r"extension '\.txt'.*--format csv, tsv or jsonl", ConfigError)
     _bad(tmp_path / "nope.tsv", "no such file")
 
 
@@ -152,3 +152,28 @@ def test_num_classes_needed(tmp_path: Path) -> None:
         load_table(write(tmp_path / "a.tsv", "text\tlabel\n"))
     with pytest.raises(ConfigError, match=r"label_map\['x'\] = 5"):
         load_table(write(tmp_path / "b.tsv", "text\tlabel\n"), num_classes=2, label_map={"x": 5})
+
+
+def test_format_flag_reads_a_process_substitution(tiny_model_dir, tmp_path) -> None:
+    """A path without an extension (``<(cat data.tsv)``) needs --format; the message says so."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    if shutil.which("bash") is None:
+        pytest.skip("bash is not available")
+    data = tmp_path / "d.tsv"
+    data.write_text("sentence\tlabel\ngood film\t1\nbad film\t0\n")
+    cmd = (f"{sys.executable} -m rlprompt.cli eval --model {tiny_model_dir} --dtype float32 --device cpu "
+           f"--train-file <(cat {data}) --dev-file <(cat {data}) --test-file <(cat {data}) "
+           f"--verbalizers ' bad' ' good'")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    missing = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env, timeout=120)
+    assert missing.returncode == 2 and "--format" in missing.stderr and "Traceback" not in missing.stderr
+    given = subprocess.run(["bash", "-c", cmd + " --format tsv"], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert given.returncode == 0, given.stderr
+    assert "2 examples" in given.stdout

@@ -24,6 +24,9 @@ def add_task_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hf", metavar="DATASET", help="a Hugging Face dataset id or local dataset path")
     g.add_argument("--hf-config", help="the Hugging Face dataset configuration")
     g.add_argument("--k-shot", type=int, default=16, help="examples per class drawn from --hf data")
+    g.add_argument("--format", dest="file_format", choices=["csv", "tsv", "jsonl"],
+                   help="format of --train-file/--dev-file/--test-file (default: by extension; needed for a "
+                        "path without one, such as a process substitution)")
     g.add_argument("--text-column", help="column holding the input text")
     g.add_argument("--label-column", help="column holding the label (integer or class name)")
     g.add_argument("--template", help='template with {sentence} and {prompt}, e.g. "{sentence} {prompt}"')
@@ -112,8 +115,11 @@ def load_generation_task_from_args(args: argparse.Namespace) -> Any:
     files = (args.train_file, args.dev_file, args.test_file)
     if any(f is None for f in files):
         raise ConfigError("a generation task from files needs --train-file, --dev-file and --test-file")
+    from rlprompt.tasks.load import format_delimiter
+
     return generation_task_from_files(
         args.task, *files, input_column=args.input_column, reference_column=args.reference_column,
+        delimiter=format_delimiter(getattr(args, "file_format", None)),
         template=template, settings=generation_settings(args, GenerationSettings()),
     )
 
@@ -127,7 +133,7 @@ def load_task_from_args(args: argparse.Namespace, masked: bool = False) -> Any:
         args.task, data_dir=args.data_dir, seed=args.seed, train_file=args.train_file, dev_file=args.dev_file,
         test_file=args.test_file, hf=args.hf, hf_config=args.hf_config, k_shot=args.k_shot,
         template=args.template, verbalizers=args.verbalizers, text_column=args.text_column,
-        label_column=args.label_column, masked=masked,
+        label_column=args.label_column, masked=masked, file_format=getattr(args, "file_format", None),
     )
 
 

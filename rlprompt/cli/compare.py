@@ -65,6 +65,7 @@ def _task_args(args: argparse.Namespace) -> dict[str, Any]:
         "data_dir": args.data_dir, "train_file": args.train_file, "dev_file": args.dev_file,
         "test_file": args.test_file, "hf": args.hf, "hf_config": args.hf_config, "template": args.template,
         "verbalizers": args.verbalizers, "text_column": args.text_column, "label_column": args.label_column,
+        "file_format": getattr(args, "file_format", None),
     }
     from rlprompt.cli.common import generation_settings, is_generation
     from rlprompt.lm.generation import GenerationSettings

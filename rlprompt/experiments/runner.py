@@ -102,7 +102,10 @@ def _load_generation_task(config: CompareConfig, seed: int) -> Any:
         task = load_style_transfer(config.task, args.pop("data_dir"), seed=seed, test_examples=config.test_examples,
                                    settings=replace(STYLE_SETTINGS, **settings), **args)
     else:
+        from rlprompt.tasks.load import format_delimiter
+
         args.pop("data_dir", None)
+        args["delimiter"] = format_delimiter(args.pop("file_format", None))
         files = [args.pop(k) for k in ("train_file", "dev_file", "test_file")]
         task = generation_task_from_files(config.task, *files, settings=replace(GenerationSettings(), **settings),
                                           **args)

@@ -36,6 +36,7 @@ def load_task(
     text_column: str | None = None,
     label_column: str | None = None,
     masked: bool = False,
+    file_format: str | None = None,
 ) -> Task:
     """Load a task from whichever source the arguments name.
 
@@ -66,6 +67,8 @@ def load_task(
     :param text_column: text column of files or datasets.
     :param label_column: label column of files or datasets.
     :param masked: the task LM is a masked LM (default template holds ``<mask>``).
+    :param file_format: ``"csv"``, ``"tsv"`` or ``"jsonl"`` for the three files, overriding their
+        extensions (a process substitution such as ``<(cat data.tsv)`` has none).
     :raises ConfigError: unknown task, incomplete file arguments, or bad overrides.
     :raises DataError: the data cannot be read.
     """
@@ -101,6 +104,7 @@ def load_task(
             label_column=label_column or "label",
             template=template,
             masked=masked,
+            delimiter=format_delimiter(file_format),
         )
     if hf is not None and hf is not False:
         if hf is True:
@@ -164,3 +168,15 @@ def _check_class_count(task: str, verbalizers: list[str]) -> None:
             f"classes ({', '.join(spec.label_names)}); give one word per class in label order, or define a "
             "new task under a name of your own (--task NAME with --train-file/--dev-file/--test-file)"
         )
+
+
+FILE_FORMATS = {"csv": ",", "tsv": "\t", "jsonl": "jsonl"}
+
+
+def format_delimiter(file_format: str | None) -> str | None:
+    """The reader of ``--format csv|tsv|jsonl`` (None: by each file's extension)."""
+    if file_format is None:
+        return None
+    if file_format not in FILE_FORMATS:
+        raise ConfigError(f"--format {file_format!r} is not known; use csv, tsv or jsonl")
+    return FILE_FORMATS[file_format]

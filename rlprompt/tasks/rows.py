@@ -43,8 +43,8 @@ def table_format(path: Path, delimiter: str | None = None) -> str:
     if suffix in _JSONL:
         return "jsonl"
     raise ConfigError(
-        f"{path}: cannot tell the format from the extension {suffix!r}; rename it to .csv, .tsv or .jsonl "
-        f"(the format is read from it; from Python, pass delimiter=',', '\\t' or 'jsonl')"
+        f"{path}: cannot tell the format from the extension {suffix!r}; pass --format csv, tsv or jsonl (from "
+        f"Python: delimiter=',', '\\t' or 'jsonl'), or rename the file to .csv, .tsv or .jsonl"
     )
 
 
