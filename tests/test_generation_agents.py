@@ -11,7 +11,7 @@ from conftest import one_error_line
 
 from rlprompt.agents import registry
 from rlprompt.cli import main
-from rlprompt.errors import ConfigError
+from rlprompt.errors import ConfigError, DataError
 from rlprompt.lm.generation import GenerationEngine, GenerationSettings
 from rlprompt.tasks.generation import GenerationTask, TextExample
 
@@ -203,3 +203,23 @@ def test_prompt_first_generation_tasks_sample_instructions(tiny_lm, gen_task) ->
         assert cls(engine, first, config(context="{example}:")).context == "{example}:"  # a chosen one is kept
         after = GenerationEngine(tiny_lm, gen_task.template, settings=gen_task.settings)
         assert cls(after, gen_task, config()).context == config().context  # prompt after the input
+
+
+def test_a_generation_task_from_a_local_hf_dataset(tiny_model_dir, tmp_path, capsys) -> None:
+    datasets = pytest.importorskip("datasets")
+    rows = {"question": [f"what is {i} plus one" for i in range(30)], "answer": [[str(i + 1)] for i in range(30)],
+            "level": ["easy"] * 30}
+    folder = tmp_path / "qa"
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows),
+                          "test": datasets.Dataset.from_dict({k: v[:5] for k, v in rows.items()})}).save_to_disk(folder)
+    from rlprompt.tasks.hf import load_hf_generation
+
+    task = load_hf_generation(str(folder), input_column="question", reference_column="answer", n_train=8, n_dev=4)
+    assert len(task.train) == 8 and len(task.dev) == 4 and len(task.test) == 5
+    assert not {e.input for e in task.train} & {e.input for e in task.dev}  # dev drawn from the rest of train
+    assert task.test[0].references == ("1",) and task.columns("train")["level"] == ["easy"] * 8
+    assert main(["eval", *_model(tiny_model_dir), "--task", "qa", "--hf", str(folder), "--input-column", "question",
+                 "--reference-column", "answer", "--reward", "contains", "--max-new-tokens", "3"]) == 0
+    assert "contains" in capsys.readouterr().out
+    with pytest.raises(DataError, match="no column 'q'"):
+        load_hf_generation(str(folder), input_column="q")

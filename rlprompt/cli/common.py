@@ -100,7 +100,7 @@ def load_generation_task_from_args(args: argparse.Namespace) -> Any:
     from rlprompt.tasks.generation import generation_task_from_files
     from rlprompt.tasks.style_transfer import STYLE_SETTINGS, is_style_task, load_style_transfer
 
-    for flag in ("verbalizers", "label_column", "text_column", "hf"):
+    for flag in ("verbalizers", "label_column", "text_column"):
         if getattr(args, flag, None):
             raise ConfigError(f"--{flag.replace('_', '-')} is for classification tasks; a generation task takes "
                               "--input-column and --reference-column")
@@ -112,9 +112,19 @@ def load_generation_task_from_args(args: argparse.Namespace) -> Any:
         return load_style_transfer(args.task, args.data_dir, seed=args.seed, n_train=args.n_train, n_dev=args.n_dev,
                                    test_examples=getattr(args, "test_examples", None), template=template,
                                    settings=generation_settings(args, STYLE_SETTINGS))
+    if args.hf:
+        from rlprompt.tasks.hf import load_hf_generation
+
+        return load_hf_generation(
+            args.hf, name=args.task, config=args.hf_config, input_column=args.input_column,
+            reference_column=args.reference_column, seed=args.seed, n_train=args.n_train, n_dev=args.n_dev,
+            test_examples=getattr(args, "test_examples", None), template=template,
+            settings=generation_settings(args, GenerationSettings()),
+        )
     files = (args.train_file, args.dev_file, args.test_file)
     if any(f is None for f in files):
-        raise ConfigError("a generation task from files needs --train-file, --dev-file and --test-file")
+        raise ConfigError("a generation task from files needs --train-file, --dev-file and --test-file "
+                          "(or --hf DATASET)")
     from rlprompt.tasks.load import format_delimiter
 
     return generation_task_from_files(

@@ -271,3 +271,60 @@ def _kshot(
     drawn = set(train) | set(dev)
     rest = [i for i in range(len(labels)) if i not in drawn]
     return train, dev, rest
+
+
+def load_hf_generation(
+    path: str, *, name: str = "hf-generation", config: str | None = None, input_column: str = "input",
+    reference_column: str | None = None, seed: int = 42, n_train: int = 16, n_dev: int = 32,
+    test_examples: int | None = None, **task_kwargs: Any,
+) -> Any:
+    """A generation task from a Hugging Face dataset (a hub id, or a local dataset folder or file).
+
+    ``n_train`` training and ``n_dev`` selection inputs are drawn with ``seed`` from the ``train``
+    split (dev from ``validation``/``dev`` when there is one); the test split is ``test`` (else
+    ``validation``), all of it or a seeded sample of ``test_examples``. A reference value may be a
+    string or a list of strings; other columns reach rewards under their own names.
+
+    :param task_kwargs: passed to :class:`~rlprompt.tasks.generation.GenerationTask` (template,
+        settings, reward, ...).
+    :raises DataError: the dataset cannot be loaded, lacks a column, or an input is empty.
+    """
+    from rlprompt.tasks.generation import GenerationTask, TextExample
+
+    local = Path(path) if Path(path).exists() else None
+    splits = _load(local, None, path, config, None)
+    if "train" not in splits:
+        raise DataError(f"dataset {path!r} has no 'train' split (it has {sorted(splits)})")
+    dev_name = next((s for s in ("validation", "dev") if s in splits), None)
+    test_name = next((s for s in ("test", "validation") if s in splits and s != dev_name), None) or dev_name
+    if test_name is None:
+        raise DataError(f"dataset {path!r} needs a 'test' or 'validation' split beside 'train' "
+                        f"(it has {sorted(splits)})")
+    rng = random.Random(seed)
+
+    def rows(split: str, k: int | None, skip: frozenset[int] = frozenset()) -> tuple[list[Any], frozenset[int]]:
+        ds = splits[split]
+        for column in (input_column, reference_column):
+            if column is not None and column not in ds.column_names:
+                raise DataError(f"dataset {path!r} split {split!r} has no column {column!r}; "
+                                f"it has {ds.column_names}")
+        pool = [i for i in range(len(ds)) if i not in skip]
+        picked = sorted(rng.sample(pool, min(k, len(pool)))) if k is not None else pool
+        out = []
+        for i in picked:
+            row = ds[i]
+            value = row[input_column]
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(f"dataset {path!r} split {split!r} row {i}: {input_column!r} is empty or not text")
+            raw = row.get(reference_column) if reference_column else None
+            refs = tuple(raw) if isinstance(raw, list) else (() if raw in (None, "") else (str(raw),))
+            extra = {k: v for k, v in row.items() if k not in (input_column, reference_column)}
+            out.append(TextExample(value, refs, extra))
+        return out, frozenset(picked)
+
+    train, used = rows("train", n_train)
+    dev, _ = rows(dev_name, n_dev) if dev_name and dev_name != test_name else rows("train", n_dev, used)
+    test, _ = rows(test_name, test_examples)
+    reward = task_kwargs.pop("reward", None) or ("chrf" if reference_column else "fluency")
+    return GenerationTask(name=name, train=train, dev=dev, test=test, reward=reward, source=f"HF {path}",
+                          meta={"seed": seed, "n_train": len(train), "n_dev": len(dev)}, **task_kwargs)
