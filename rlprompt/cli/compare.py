@@ -72,9 +72,12 @@ def _task_args(args: argparse.Namespace) -> dict[str, Any]:
     from rlprompt.tasks.style_transfer import STYLE_SETTINGS, is_style_task
 
     if is_generation(args):  # a generation task: its own options, JSON-ready for config.json
-        values.update(input_column=args.input_column, reference_column=args.reference_column,
-                      embedding_model=None)
-        for flag in ("verbalizers", "text_column", "label_column", "hf"):
+        if not is_style_task(args.task):
+            values.update(input_column=args.input_column, reference_column=args.reference_column)
+        if values.pop("hf", None) is not None:
+            raise ConfigError("rlprompt compare reads a generation task from --train-file/--dev-file/--test-file "
+                              "or a style-transfer folder, not --hf yet (train and eval take --hf)")
+        for flag in ("verbalizers", "text_column", "label_column"):
             if values.pop(flag, None) is not None:
                 raise ConfigError(f"--{flag.replace('_', '-')} is for classification tasks; a generation task "
                                   "takes --input-column and --reference-column")
@@ -86,7 +89,6 @@ def _task_args(args: argparse.Namespace) -> dict[str, Any]:
             values["generation"] = changed
         if is_style_task(args.task):
             values.update(n_train=args.n_train, n_dev=args.n_dev)
-            values.pop("input_column")
     out = {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items() if v is not None}
     if args.hf is not None:
         out["k_shot"] = args.k_shot
