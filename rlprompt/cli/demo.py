@@ -19,7 +19,7 @@ def add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", help="task (default: demo, or sst-2 with --data-dir)")
     p.add_argument("--seeds", default="42", help="seeds, comma-separated (default 42)")
     p.add_argument("--methods", default=DEMO_METHODS, help=f"methods (default {DEMO_METHODS})")
-    p.add_argument("--budget", type=int, default=300, help="prompt evaluations per method (default 300)")
+    p.add_argument("--budget", type=int, default=200, help="prompt evaluations per method (default 200)")
     p.add_argument("--model", default="smollm2-135m", help="task LM (default: the embedded SmolLM2-135M)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")

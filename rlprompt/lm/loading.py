@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from rlprompt.errors import ConfigError, ModelLoadError, first_line
+from rlprompt.lm.allocator import keep_freed_memory
 
 if TYPE_CHECKING:
     import torch
@@ -185,6 +186,8 @@ def load_lm(
         raise ConfigError(f"model name must be a non-empty string, got {name_or_path!r}")
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    if dev.type == "cpu":
+        keep_freed_memory()  # big tensors reuse freed memory instead of page-faulting (lm/allocator.py)
     key = (name_or_path, str(dev), str(dt), bool(partial_weights))
     with _LOCK:
         if reuse and key in _LOADED and (kind is None or _LOADED[key].kind == kind):
