@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 # The main job on the embedded defaults: SmolLM2-135M on the built-in demo task,
-# manual prompts vs an RL agent vs soft prompt tuning (rlprompt demo; writes runs/demo-demo; ~3 min).
+# manual prompts vs an RL agent vs soft prompt tuning (rlprompt demo; writes runs/demo-demo; ~2 min).
 demo: setup
 	$(VENV)/bin/rlprompt demo
 
