@@ -3,10 +3,10 @@ bfloat16 and in float32, side by side.
 
 Per agent and seed: learn on SST-2 seed-42 train (32 examples) with the task LM in bfloat16 and
 again in float32, select on dev, then score both selected prompts on the full test split
-(1,821 examples) *in float32*, so the difference is the selection's alone. Random search and
-LM-prior sampling draw the same candidates in both dtypes (their streams depend on the seed
-only), so they isolate selection; soft Q-learning also learns from the scores, so its
-candidates themselves may drift.
+(1,821 examples) *in float32*. Random search draws the same candidates in both dtypes (its
+stream depends on the seed only), so it isolates selection. LM-prior sampling and soft
+Q-learning sample their candidates from the LM's own next-token distribution, which the dtype
+moves, so in those the candidates themselves differ too (the same seed draws other prompts).
 
 The issue's bar: the selected prompt is the same, or its test accuracy differs by at most 0.5
 points.
