@@ -29,8 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from scipy.stats import spearmanr
 
 from rlprompt.io import write_json
 from rlprompt.lm import ScoringEngine, load_lm
@@ -104,11 +104,6 @@ def engine_run(lm, prompts: list[str], texts: list[str], verbalizers: list[str])
             "tokens_per_eval": spent.forward_tokens / len(prompts)}
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
@@ -159,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"engine_cache_build_s_{auto}": float(eauto["cache_s"]),
         "engine_tokens_per_eval": float(eauto["tokens_per_eval"]),
         "max_abs_diff_naive_vs_engine_fp32": float((naive - e32["scores"][: len(naive_prompts)]).abs().max()),  # type: ignore[index]
-        f"gap_spearman_{auto}_vs_fp32": spearman(gapauto, gap32),
+        f"gap_spearman_{auto}_vs_fp32": float(spearmanr(gapauto, gap32).statistic),
         f"same_predicted_class_{auto}_vs_fp32": same_class,
         "peak_rss_mib": rss,
     }

@@ -31,26 +31,13 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsc16"
 
 
 def spearman(a: list[float], b: list[float]) -> float:
-    """Rank correlation (average ranks for ties)."""
-    def ranks(x: list[float]) -> list[float]:
-        order = sorted(range(len(x)), key=lambda i: x[i])
-        r = [0.0] * len(x)
-        i = 0
-        while i < len(x):
-            j = i
-            while j + 1 < len(x) and x[order[j + 1]] == x[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                r[order[k]] = (i + j) / 2
-            i = j + 1
-        return r
-    if len(a) < 3:
+    """Rank correlation with average ranks for ties (dev accuracies tie often); NaN below 3 points
+    or for a constant input."""
+    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
         return float("nan")
-    ra, rb = ranks(a), ranks(b)
-    try:
-        return statistics.correlation(ra, rb)
-    except statistics.StatisticsError:  # constant input
-        return float("nan")
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
 
 
 def run_method(name: str, engine: Any, task: Any, args: argparse.Namespace) -> dict[str, Any]:
