@@ -55,7 +55,8 @@ def run_method(name: str, engine: Any, task: Any, args: argparse.Namespace) -> d
     ids = [list(c.prompt) for c in cands]
     n_train, n_dev = len(task.texts("train")), len(task.texts("dev"))
     train = [r.accuracy for r in evaluate_prompts(engine, task, ids, split="train")]
-    test = [r.accuracy for r in evaluate_prompts(engine, task, ids, split="test", progress=args.progress)]
+    test = [r.accuracy for r in evaluate_prompts(engine, task, ids, split="test", progress=args.progress,
+                                                max_examples=args.test_examples)]
     dev = [c.dev_accuracy for c in cands]
     pooled = [(t * n_train + d * n_dev) / (n_train + n_dev) for t, d in zip(train, dev, strict=True)]
 
@@ -82,6 +83,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--budget", type=int, default=1000, help="prompt evaluations per run")
     parser.add_argument("--keep", type=int, default=10_000, help="dev-checked candidates kept per run")
     parser.add_argument("--max-candidates", type=int, default=40, help="best candidates by dev scored on test")
+    parser.add_argument("--test-examples", type=int, help="a seeded, label-stratified sample of N test examples "
+                        "(rlprompt compare's --test-examples; default: the whole split)")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--json", type=Path, help="also write the figures as a flat JSON object")
@@ -98,8 +101,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         rows.append(run_method(name, engine, task, args))
         print(f"  {name}: done in {rows[-1]['learn_seconds']:.0f} s of learning", file=sys.stderr, flush=True)
 
+    n_test = len(task.texts("test"))
     print(f"Selection against search: {task.name} seed {args.seed}, {args.budget} prompt evaluations per run, "
-          f"test accuracy % on {len(task.texts('test'))} test examples of the best {args.max_candidates} "
+          f"test accuracy % on {min(args.test_examples or n_test, n_test)} of {n_test} test examples of the best "
+          f"{args.max_candidates} "
           f"candidates by dev")
     head = (f"{'method':<10} {'on dev':>6} {'selected':>8} {'oracle':>6} {'top-5':>6} {'rho':>5} "
             f"{'by train':>8} {'by pooled':>9}  selected / oracle prompt")
