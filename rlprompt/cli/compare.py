@@ -46,6 +46,9 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--budget", type=int, default=2000, help="prompt evaluations per (method, seed)")
     g.add_argument("--prompt-length", type=int, default=5, help="tokens (or soft tokens) per prompt, every method")
     g.add_argument("--reward", help="training reward of every method that takes one (default: each method's own)")
+    g.add_argument("--selection", default="dev", choices=["dev", "pooled"],
+                   help="how every method picks its prompt: dev (best dev accuracy, default) or pooled (best on "
+                        "train and dev together; the extra train scores are charged to the budget)")
     g.add_argument("--set", action="append", metavar="METHOD.NAME=VALUE",
                    help="an option of one method, e.g. --set sql.batch_size=8 --set soft-prompt.placement=prefix")
     g.add_argument("--manual-prompt", action="append", metavar="TEXT",
@@ -122,7 +125,7 @@ def build_compare_config(args: argparse.Namespace, methods: str, seeds: str | No
     return CompareConfig(
         task=args.task, task_args=_task_args(args), seeds=seed_list, methods=method_list, budget=args.budget,
         model=args.model, device=args.device, dtype=args.dtype, prompt_length=args.prompt_length,
-        reward=args.reward, test_examples=args.test_examples,
+        reward=args.reward, test_examples=args.test_examples, selection=args.selection,
         options=_options(getattr(args, "set", None), method_list),
         manual_prompts=getattr(args, "manual_prompt", None),
         partial_weights=bool(getattr(args, "allow_partial_weights", False)),

@@ -108,6 +108,8 @@ class CompareConfig:
     :param reward: training reward for every method that takes one (None: each method's default).
     :param test_examples: score the selected prompt on a seeded, label-stratified sample of N test
         examples only (None: all).
+    :param selection: how every method picks its prompt among those it checked: ``dev`` (best on
+        dev) or ``pooled`` (best on train and dev together; the train scores are charged).
     :param options: per-method option overrides, ``{method: {option: value}}``.
     :param manual_prompts: the prompts of ``manual`` (None: the task's own list).
     :param partial_weights: accept model weights that do not match the model's config
@@ -125,6 +127,7 @@ class CompareConfig:
     prompt_length: int = 5
     reward: str | None = None
     test_examples: int | None = None
+    selection: str = "dev"
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     manual_prompts: list[str] | None = None
     partial_weights: bool = False
@@ -136,6 +139,11 @@ class CompareConfig:
             raise ConfigError(f"--prompt-length must be at least 1, got {self.prompt_length!r}")
         if self.test_examples is not None and self.test_examples < 1:
             raise ConfigError(f"--test-examples must be at least 1, got {self.test_examples}")
+        from rlprompt.agents.core.config import SELECTION_RULES
+
+        if self.selection not in SELECTION_RULES:
+            raise ConfigError(f"--selection {self.selection!r} is not known; "
+                              f"choose one of {', '.join(SELECTION_RULES)}")
         if not self.seeds:
             raise ConfigError("a comparison needs at least one seed")
         for seed in self.seeds:

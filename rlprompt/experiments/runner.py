@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import traceback
 import typing
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ def run_dir_name(method: str, seed: int) -> str:
 def build_agent_config(method: str, config: CompareConfig, seed: int) -> Any:
     """The agent's config for one run: the shared options, the alias's, then the user's.
 
-    Shared: ``seed``, ``prompt_length`` and, when given, ``reward``.
+    Shared: ``seed``, ``selection``, ``prompt_length`` and, when given, ``reward``.
 
     :raises ConfigError: an option the agent does not have, or a bad value.
     """
@@ -43,7 +44,7 @@ def build_agent_config(method: str, config: CompareConfig, seed: int) -> Any:
     cls = get_config_class(agent_name)
     names = {f.name for f in fields(cls)}
     hints = typing.get_type_hints(cls)
-    values: dict[str, Any] = {"seed": seed}
+    values: dict[str, Any] = {"seed": seed, "selection": config.selection}
     if "prompt_length" in names:
         values["prompt_length"] = config.prompt_length
     if config.reward is not None and "reward" in names and not is_generation_config(config):
@@ -200,15 +201,17 @@ def _run_manual(config: CompareConfig, method: str, seed: int, run_dir: Path, pr
     if getattr(task, "kind", "") == "generation":
         objective = _generation_objective(engine, task)
         dev = objective.evaluate(prompts, "dev")
+        rank = _selection_scores(config, task, dev, lambda: objective.evaluate(prompts, "train"))
         spent = engine.counters - before
         wall = time.perf_counter() - t0
-        best = max(range(len(prompts)), key=lambda i: (dev[i].accuracy, -i))
+        best = max(range(len(prompts)), key=lambda i: (rank[i], -i))
         test = _test_accuracy(objective.evaluate([prompts[best]], "test")[0])
     else:
         dev = evaluate_prompts(engine, task, prompts, split="dev")
+        rank = _selection_scores(config, task, dev, lambda: evaluate_prompts(engine, task, prompts, split="train"))
         spent = engine.counters - before
         wall = time.perf_counter() - t0
-        best = max(range(len(prompts)), key=lambda i: (dev[i].accuracy, -i))
+        best = max(range(len(prompts)), key=lambda i: (rank[i], -i))
         test = _test_accuracy(evaluate_prompts(engine, task, [prompts[best]], split="test",
                                                max_examples=config.test_examples)[0])
     evals = round(spent.example_evals / len(task.texts("train")), 3)  # the budget's unit
@@ -220,6 +223,15 @@ def _run_manual(config: CompareConfig, method: str, seed: int, run_dir: Path, pr
         "curve": [[evals, dev[best].accuracy]],
         "options": {"prompts": prompts}, "candidates": {p: r.accuracy for p, r in zip(prompts, dev, strict=True)},
     }
+
+
+def _selection_scores(config: CompareConfig, task: Any, dev: list[Any], train: Callable[[], list[Any]]) -> list[float]:
+    """What the manual prompts are ranked by: dev accuracy, or with ``selection="pooled"`` the
+    accuracy on train and dev together (as the agents rank their candidates)."""
+    if config.selection != "pooled":
+        return [r.accuracy for r in dev]
+    n_train, n_dev = len(task.texts("train")), len(task.texts("dev"))
+    return [(t.accuracy * n_train + d.accuracy * n_dev) / (n_train + n_dev) for t, d in zip(train(), dev, strict=True)]
 
 
 def _run_agent(config: CompareConfig, method: str, seed: int, run_dir: Path, progress: bool) -> dict[str, Any]:

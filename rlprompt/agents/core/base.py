@@ -286,17 +286,20 @@ class BaseAgent(Resumable, TaskScoring, ABC):
     def evaluate_dev(self, prompts: Any, *, train_scores: Sequence[float] | None = None) -> list[float]:
         """Score prompts on the dev split (charged to the budget) and offer them for selection.
 
+        With ``selection="pooled"`` each is also scored on train, and ordered by both together.
+
         :param prompts: a list of discrete prompts (token ids) or soft prompts [P, T, H].
         :param train_scores: the agent's training signal per prompt (logged), or None.
         :returns: the dev accuracy of each prompt (on a generation task: the task's metric).
         """
         acc, ll = self._dev_scores(prompts)
+        pooled = self._pooled_accuracy(prompts, acc)
         used = self.budget.used if self.budget is not None else 0
         for i in range(len(acc)):
             prompt = self._freeze_prompt(prompts[i])
             self.tracker.offer(
                 Candidate(prompt=prompt, text=self.describe(prompt), dev_accuracy=float(acc[i]),
-                          dev_score=float(ll[i]), prompt_evals=used,
+                          dev_score=float(ll[i]), prompt_evals=used, pooled_accuracy=pooled[i],
                           train_score=None if train_scores is None else float(train_scores[i])),
                 dedupe=self.prompt_kind == "discrete",
             )

@@ -20,6 +20,9 @@ from rlprompt.errors import ConfigError
 
 E = TypeVar("E", bound=enum.Enum)
 
+# How the final prompt is picked among the dev-checked candidates (AgentConfig.selection).
+SELECTION_RULES = ("dev", "pooled")
+
 
 def enum_choice(kind: type[E], value: Any, name: str) -> E:
     """``kind(value)``, or a ConfigError that lists the valid choices."""
@@ -47,6 +50,10 @@ class AgentConfig:
     # -- selection ---------------------------------------------------------------
     seed: int = field(default=0, metadata={"help": "seed of the agent's own randomness (init, sampling, batches)"})
     keep_top: int = field(default=5, metadata={"help": "how many of the best prompts (by dev accuracy) to keep"})
+    selection: str = field(default="dev", metadata={
+        "help": "how the final prompt is picked among those checked on dev: 'dev' (best dev accuracy, RLPrompt's "
+                "protocol) or 'pooled' (best accuracy on train and dev together: twice the examples, so less "
+                "overfit to dev; each check then also scores the prompt on train, charged to the budget)"})
     # -- checkpoints ---------------------------------------------------------------
     checkpoint_every: float = field(default=60.0, metadata={
         "help": "seconds between checkpoints in <out>/checkpoint (0: at every safe point of the loop); "
@@ -56,6 +63,9 @@ class AgentConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
         check_positive(self.keep_top, "keep_top")
+        if self.selection not in SELECTION_RULES:
+            raise ConfigError(f"selection {self.selection!r} is not known; choose one of "
+                              f"{', '.join(map(repr, SELECTION_RULES))}")
         every = self.checkpoint_every
         if isinstance(every, bool) or not isinstance(every, (int, float)) or not every >= 0 or math.isinf(every):
             raise ConfigError(f"checkpoint_every must be a number of seconds >= 0 (0: at every safe point), "

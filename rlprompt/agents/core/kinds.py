@@ -67,8 +67,8 @@ class DiscreteAgent(BaseAgent):
         best = self.tracker.best
         if best is None:
             raise ConfigError("nothing to save yet; call learn() first")
-        top = [{"text": c.text, "tokens": list(c.prompt), "dev_accuracy": c.dev_accuracy, "dev_score": c.dev_score}
-               for c in self.tracker.top]
+        top = [{"text": c.text, "tokens": list(c.prompt), "dev_accuracy": c.dev_accuracy, "dev_score": c.dev_score,
+                "pooled_accuracy": c.pooled_accuracy} for c in self.tracker.top]
         return write_json(path, {
             "format": "rlprompt-discrete-prompt", "agent": self.name, "model": self.engine.lm.name,
             "task": self.task.name, "prompt": best.text, "tokens": list(best.prompt),
@@ -96,7 +96,8 @@ class DiscreteAgent(BaseAgent):
             tokens = tuple(engine.prompt_tokens([int(t) for t in c["tokens"]]))
             agent.tracker.offer(Candidate(prompt=tokens, text=engine.decode(list(tokens)),
                                           dev_accuracy=float(c["dev_accuracy"]),
-                                          dev_score=float(c.get("dev_score") or float("-inf"))))
+                                          dev_score=float(c.get("dev_score") or float("-inf")),
+                                          pooled_accuracy=c.get("pooled_accuracy")))
         agent.status = "loaded"
         return agent
 

@@ -46,12 +46,33 @@ class TaskScoring:
         logprobs = self.score(prompts, texts)
         return get_reward(self.config.reward)(logprobs, labels.to(logprobs.device)).rewards.tolist()
 
-    def _dev_scores(self, prompts: Any) -> tuple[list[float], list[float]]:
-        """(selection score, tie-breaking score) per prompt on dev: accuracy and log-likelihood,
-        or on a generation task the task's metric and its reward."""
+    @property
+    def selection_examples(self) -> int:
+        """Examples one selection check scores a prompt on: the dev split, plus the training
+        split with ``selection="pooled"`` (what the agents pass to ``budget.room``)."""
+        n_dev = len(self._dev_texts)
+        return n_dev + (len(self.task.texts("train")) if self.config.selection == "pooled" else 0)
+
+    def _pooled_accuracy(self, prompts: Any, dev: Sequence[float]) -> list[float | None]:
+        """With ``selection="pooled"``: each prompt's accuracy (metric) on train and dev together,
+        from a fresh full-train score (charged; agents train on subsets or on other rewards).
+        Otherwise None per prompt."""
+        if self.config.selection != "pooled":
+            return [None] * len(dev)
+        n_train, n_dev = len(self.task.texts("train")), len(self._dev_texts)
+        train, _ = self._dev_scores(prompts, "train")
+        return [(t * n_train + d * n_dev) / (n_train + n_dev) for t, d in zip(train, dev, strict=True)]
+
+    def _dev_scores(self, prompts: Any, split: str = "dev") -> tuple[list[float], list[float]]:
+        """(selection score, tie-breaking score) per prompt on ``split`` (dev, or train for pooled
+        selection): accuracy and log-likelihood, or on a generation task the task's metric and
+        its reward."""
         if self.generation:
-            return self.objective.selection_scores(prompts, "dev")
+            return self.objective.selection_scores(prompts, split)
         from rlprompt.rewards import accuracy, log_likelihood
 
-        logprobs = self.score(prompts, self._dev_texts)
-        return accuracy(logprobs, self._dev_labels).tolist(), log_likelihood(logprobs, self._dev_labels).tolist()
+        texts, labels = self._dev_texts, self._dev_labels
+        if split != "dev":
+            texts, labels = self.task.texts(split), self.task.label_tensor(split).to(self._dev_labels.device)
+        logprobs = self.score(prompts, texts)
+        return accuracy(logprobs, labels).tolist(), log_likelihood(logprobs, labels).tolist()

@@ -22,6 +22,8 @@ class Candidate:
         log-likelihood of the label over the classes).
     :param train_score: the agent's training signal for this prompt, where it has one.
     :param prompt_evals: prompt evaluations spent when it was found.
+    :param pooled_accuracy: accuracy on train and dev together (``selection="pooled"``): when
+        set, it orders the candidates in place of the dev accuracy.
     """
 
     prompt: Any
@@ -30,12 +32,13 @@ class Candidate:
     dev_score: float
     train_score: float | None = None
     prompt_evals: float = 0
+    pooled_accuracy: float | None = None
 
     @property
     def key(self) -> tuple[float, float]:
-        """Ordering: dev accuracy, then the tie-breaking dev score."""
+        """Ordering: dev accuracy (or the pooled accuracy when set), then the tie-breaking dev score."""
         score = self.dev_score if math.isfinite(self.dev_score) else -math.inf
-        return (self.dev_accuracy, score)
+        return (self.dev_accuracy if self.pooled_accuracy is None else self.pooled_accuracy, score)
 
 
 @dataclass

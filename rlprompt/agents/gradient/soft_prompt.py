@@ -131,7 +131,7 @@ class SoftPromptTuning(SoftAgent):
         best = self.tracker.best.dev_accuracy
         # A step costs its forward and its backward on `batch` examples; keep room for a dev evaluation.
         step_cost = 2 * budget.cost(1, batch)
-        dev_cost = budget.cost(1, len(self._dev_texts))
+        dev_cost = budget.cost(1, self.selection_examples)
         while self._step < max_steps and budget.remaining + 1e-9 >= step_cost + dev_cost:
             # -- one step: forward on a batch, backward (as many example evaluations), update --
             step = self._step

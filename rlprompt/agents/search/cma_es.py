@@ -116,7 +116,7 @@ class CMAES(SoftAgent):
                 self._history.append(None)
             self.tick(max(train))
             # -- the promising ones on dev ------------------------------------------------
-            chosen = gate.admit(train)[: budget.room(len(self._dev_texts))]
+            chosen = gate.admit(train)[: budget.room(self.selection_examples)]
             if chosen:
                 self.evaluate_dev(prompts[chosen], train_scores=[train[i] for i in chosen])
             if n < len(zs):

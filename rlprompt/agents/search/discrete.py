@@ -88,7 +88,7 @@ class DiscreteSearch(DiscreteAgent):
             train = self.train_rewards(prompts)
             self.tick(max(train))
             # -- the promising ones on dev, while the budget lasts -------------------------
-            chosen = gate.admit(train)[: budget.room(len(self._dev_texts))]
+            chosen = gate.admit(train)[: budget.room(self.selection_examples)]
             if chosen:
                 self.evaluate_dev([prompts[i] for i in chosen], train_scores=[train[i] for i in chosen])
             self.safe_point()

@@ -268,7 +268,7 @@ class GRPOAgent(DiscreteAgent):
         neutral = statistics.fmean(known) if known else 0.0
         rewards = [self.seen.get(p, neutral) for p in prompts]
         # -- the promising new prompts on dev, while the budget lasts ----------------------------
-        chosen = self._gate.admit([self.seen[p] for p in paid])[: budget.room(len(self._dev_texts))]
+        chosen = self._gate.admit([self.seen[p] for p in paid])[: budget.room(self.selection_examples)]
         if chosen:
             picked = [paid[i] for i in chosen]
             self.evaluate_dev([list(p) for p in picked], train_scores=[self.seen[p] for p in picked])

@@ -228,7 +228,7 @@ class SB3Agent(BaseAgent):
 
     def _to_dev(self, items: list[tuple[Any, Any, float]]) -> None:
         assert self.budget is not None
-        items = items[: self.budget.room(len(self._dev_texts))]
+        items = items[: self.budget.room(self.selection_examples)]
         if not items:
             return
         for key, _, _ in items:
@@ -247,7 +247,7 @@ class SB3Agent(BaseAgent):
 
     def _learn(self) -> None:
         assert self.budget is not None
-        need = self._episode_batch_cost() + self.budget.cost(1, len(self._dev_texts))
+        need = self._episode_batch_cost() + self.budget.cost(1, self.selection_examples)
         if self.budget.remaining + 1e-9 < need:
             raise ConfigError(
                 f"a budget of {self.budget.remaining:.1f} prompt evaluations cannot pay for one batch of "

@@ -319,7 +319,7 @@ class SoftQLearning(DiscreteAgent):
             # -- 4. the promising new prompts on dev, while the budget lasts --------------------
             if new:
                 fresh = [p for p in new if p not in on_dev]
-                chosen = gate.admit([seen[p] for p in fresh])[: budget.room(len(self._dev_texts))]
+                chosen = gate.admit([seen[p] for p in fresh])[: budget.room(self.selection_examples)]
                 if chosen:
                     picked = [fresh[i] for i in chosen]
                     on_dev.update(picked)
