@@ -3,7 +3,8 @@
 Tasks sst-2, sst-5, agnews and trec from the shared 16-shot folder; seeds 13, 21, 42;
 SmolLM2-135M; 5-token prompts; each task's default template and verbalizers; a budget of
 1,000 prompt evaluations per run (the budget unit: equal example evaluations for every
-method); best-on-dev selection. Test on the full test split of sst-2 (1,821), sst-5 (2,210)
+method); best-on-dev selection (``--selection pooled``: best on train and dev together).
+Test on the full test split of sst-2 (1,821), sst-5 (2,210)
 and trec (500); on agnews a seeded, label-stratified sample of 2,000 of its 7,600.
 
 Each task is one ``rlprompt compare`` folder under ``--out`` (default
@@ -49,6 +50,7 @@ def run_task(task: str, args: argparse.Namespace) -> None:
     config = CompareConfig(
         task=task, task_args={"data_dir": str(args.data_dir)}, seeds=list(args.seeds), methods=methods,
         budget=args.budget, model=args.model, prompt_length=5, test_examples=TEST_SAMPLE.get(task),
+        selection=args.selection,
     )
     start = time.perf_counter()
     result = compare(config, args.out / task, executor=InProcessExecutor(), progress=args.progress)
@@ -165,6 +167,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              budget=1000)
     parser.add_argument("--sst2-extra", type=lambda s: [x for x in s.split(",") if x], default=["grpo"],
                         help="methods run on sst-2 only (default grpo: about 5x slower per evaluation)")
+    parser.add_argument("--selection", default="dev", choices=["dev", "pooled"],
+                        help="every method's selection rule (rlprompt compare --selection); give pooled runs "
+                             "their own --out, e.g. benchmarks/results/quality-pooled")
     args = parser.parse_args(argv)
     if not args.report:
         for task in args.tasks:
