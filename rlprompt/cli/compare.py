@@ -125,7 +125,7 @@ def build_compare_config(args: argparse.Namespace, methods: str, seeds: str | No
     return CompareConfig(
         task=args.task, task_args=_task_args(args), seeds=seed_list, methods=method_list, budget=args.budget,
         model=args.model, device=args.device, dtype=args.dtype, prompt_length=args.prompt_length,
-        reward=args.reward, test_examples=args.test_examples, selection=args.selection,
+        reward=args.reward, test_examples=args.test_examples, selection=getattr(args, "selection", "dev"),
         options=_options(getattr(args, "set", None), method_list),
         manual_prompts=getattr(args, "manual_prompt", None),
         partial_weights=bool(getattr(args, "allow_partial_weights", False)),
