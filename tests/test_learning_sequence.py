@@ -78,8 +78,10 @@ def test_sql_learns_the_sequence(seq_engine, great_task):
     agent.learn(BUDGET, progress=False)
     written, _, _ = agent.sample(64)
     mean_matches = sum(seq_engine.matches(p) for p in written) / len(written)
-    # A uniform writer holds 3/64 = 0.05 target tokens on average; the learned policy over 1.
-    assert mean_matches > 1.0, mean_matches
+    # A uniform writer holds 3/64 = 0.05 target tokens on average (64 of its prompts: at most 0.2
+    # but with negligible odds); the learned policy about 1 (1.00-1.03 over seeds 0-2 on a Xeon
+    # with AMX, a little more on Zen 5: float rounding differs per CPU, so not "over 1").
+    assert mean_matches > 0.75, mean_matches
     assert best_matches(agent) >= 2, agent.describe(agent.predict())
     assert agent.budget.used <= BUDGET
 
