@@ -30,6 +30,7 @@ from typing import Any
 
 from protocol import protocol_parser
 
+from rlprompt.agents.core.config import SELECTION_RULES
 from rlprompt.io import write_json
 
 BENCH = Path(__file__).resolve().parent
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              budget=1000)
     parser.add_argument("--sst2-extra", type=lambda s: [x for x in s.split(",") if x], default=["grpo"],
                         help="methods run on sst-2 only (default grpo: about 5x slower per evaluation)")
-    parser.add_argument("--selection", default="dev", choices=["dev", "pooled"],
+    parser.add_argument("--selection", default="dev", choices=SELECTION_RULES,
                         help="every method's selection rule (rlprompt compare --selection); give pooled runs "
                              "their own --out, e.g. benchmarks/results/quality-pooled")
     args = parser.parse_args(argv)

@@ -42,6 +42,7 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 def run_method(name: str, engine: Any, task: Any, args: argparse.Namespace) -> dict[str, Any]:
     from rlprompt.agents import get_agent_class
+    from rlprompt.agents.core.tracking import pooled_accuracy
     from rlprompt.rewards.evaluate import evaluate_prompts
 
     cls = get_agent_class(name)
@@ -58,7 +59,7 @@ def run_method(name: str, engine: Any, task: Any, args: argparse.Namespace) -> d
     test = [r.accuracy for r in evaluate_prompts(engine, task, ids, split="test", progress=args.progress,
                                                 max_examples=args.test_examples)]
     dev = [c.dev_accuracy for c in cands]
-    pooled = [(t * n_train + d * n_dev) / (n_train + n_dev) for t, d in zip(train, dev, strict=True)]
+    pooled = [pooled_accuracy(t, d, n_train, n_dev) for t, d in zip(train, dev, strict=True)]
 
     def pick(score: list[float]) -> int:  # ties: the earlier (higher on dev) candidate
         return max(range(len(score)), key=lambda i: (score[i], -i))

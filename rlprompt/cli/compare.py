@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlprompt.agents.core.config import SELECTION_RULES
 from rlprompt.cli.common import add_model_args, add_task_args
 from rlprompt.errors import ConfigError
 
@@ -46,7 +47,7 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--budget", type=int, default=2000, help="prompt evaluations per (method, seed)")
     g.add_argument("--prompt-length", type=int, default=5, help="tokens (or soft tokens) per prompt, every method")
     g.add_argument("--reward", help="training reward of every method that takes one (default: each method's own)")
-    g.add_argument("--selection", default="dev", choices=["dev", "pooled"],
+    g.add_argument("--selection", default="dev", choices=SELECTION_RULES,
                    help="how every method picks its prompt: dev (best dev accuracy, default) or pooled (best on "
                         "train and dev together; the extra train scores are charged to the budget)")
     g.add_argument("--set", action="append", metavar="METHOD.NAME=VALUE",

@@ -228,10 +228,12 @@ def _run_manual(config: CompareConfig, method: str, seed: int, run_dir: Path, pr
 def _selection_scores(config: CompareConfig, task: Any, dev: list[Any], train: Callable[[], list[Any]]) -> list[float]:
     """What the manual prompts are ranked by: dev accuracy, or with ``selection="pooled"`` the
     accuracy on train and dev together (as the agents rank their candidates)."""
+    from rlprompt.agents.core.tracking import pooled_accuracy
+
     if config.selection != "pooled":
         return [r.accuracy for r in dev]
     n_train, n_dev = len(task.texts("train")), len(task.texts("dev"))
-    return [(t.accuracy * n_train + d.accuracy * n_dev) / (n_train + n_dev) for t, d in zip(train(), dev, strict=True)]
+    return [pooled_accuracy(t.accuracy, d.accuracy, n_train, n_dev) for t, d in zip(train(), dev, strict=True)]
 
 
 def _run_agent(config: CompareConfig, method: str, seed: int, run_dir: Path, progress: bool) -> dict[str, Any]:

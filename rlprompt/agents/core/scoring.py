@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from rlprompt.agents.core.tracking import pooled_accuracy
+
 
 class TaskScoring:
     """Training rewards and dev selection scores for :class:`~rlprompt.agents.core.base.BaseAgent`."""
@@ -61,7 +63,7 @@ class TaskScoring:
             return [None] * len(dev)
         n_train, n_dev = len(self.task.texts("train")), len(self._dev_texts)
         train, _ = self._dev_scores(prompts, "train")
-        return [(t * n_train + d * n_dev) / (n_train + n_dev) for t, d in zip(train, dev, strict=True)]
+        return [pooled_accuracy(t, d, n_train, n_dev) for t, d in zip(train, dev, strict=True)]
 
     def _dev_scores(self, prompts: Any, split: str = "dev") -> tuple[list[float], list[float]]:
         """(selection score, tie-breaking score) per prompt on ``split`` (dev, or train for pooled

@@ -41,6 +41,11 @@ class Candidate:
         return (self.dev_accuracy if self.pooled_accuracy is None else self.pooled_accuracy, score)
 
 
+def pooled_accuracy(train: float, dev: float, n_train: int, n_dev: int) -> float:
+    """Accuracy on train and dev together, from each split's accuracy and size."""
+    return (train * n_train + dev * n_dev) / (n_train + n_dev)
+
+
 @dataclass
 class CurvePoint:
     """One point of a learning curve (one dev evaluation).
