@@ -128,6 +128,29 @@ def test_sql_save_load_round_trip(great_engine, great_task, tmp_path):
     assert all("embed" not in k for k in agent.q_net.state_dict())
 
 
+def test_sql_alpha_start_anneals_geometrically_over_the_budget(great_engine, great_task):
+    agent = SoftQLearning(great_engine, great_task, SQLConfig(seed=4, batch_size=8, alpha=0.25, alpha_start=1.0,
+                                                              **VOCAB))
+    assert agent.alpha == 0.25  # no budget: the trained policy's (a loaded agent's) temperature
+    seen: list[tuple[float, float]] = []
+    real_step = agent.train_step
+
+    def spy(*args):
+        seen.append((agent.budget.used / agent.budget.limit, agent.alpha))
+        return real_step(*args)
+
+    agent.train_step = spy
+    agent.learn(60, progress=False)
+    assert len(seen) >= 8
+    for frac, alpha in seen:
+        assert alpha == pytest.approx(1.0 * 0.25 ** frac)
+    assert seen[0][1] > 0.7 and seen[-1][1] < 0.35  # hot while few rewards are known, cold at the end
+    assert agent.alpha == pytest.approx(0.25, rel=0.05)
+    fixed = SoftQLearning(great_engine, great_task, SQLConfig(seed=4, batch_size=8, alpha=0.25, **VOCAB))
+    fixed.learn(20, progress=False)
+    assert fixed.alpha == 0.25
+
+
 @pytest.mark.parametrize("cls", [sb3.PPOAgent, sb3.SACAgent], ids=["ppo", "sac"])
 def test_sb3_save_load_round_trip(great_engine, great_task, tmp_path, cls):
     extra = VOCAB if cls.space == "discrete" else {"intrinsic_dim": 4}
@@ -160,6 +183,7 @@ def test_features_extractor_shares_the_frozen_table(great_engine, great_task):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"alpha": 0}, "alpha must be a positive number"),
+    ({"alpha_start": -1.0}, "alpha_start must be a positive number or None"),
     ({"reward_norm": "zz"}, "reward_norm 'zz' is not known"),
     ({"vocab": "all"}, "vocab 'all' is not known"),
     ({"context": "{nope}"}, "is not a valid template"),

@@ -131,6 +131,15 @@ class SoftQLearning(DiscreteAgent):
         """log ref(a | s) [B, V] (banned tokens at -inf)."""
         return reference_logprobs(h, self.head_weight, self.banned, prior=self.config.reference is Reference.PRIOR)
 
+    @property
+    def alpha(self) -> float:
+        """The temperature now: ``config.alpha``, or geometric from ``alpha_start`` to it as the budget goes."""
+        cfg = self.config
+        if cfg.alpha_start is None or self.budget is None or not self.budget.limit:
+            return cfg.alpha
+        frac = min(1.0, self.budget.used / self.budget.limit)
+        return cfg.alpha_start * (cfg.alpha / cfg.alpha_start) ** frac
+
     def policy_logits(self, h: torch.Tensor, q_net: nn.Module | None = None,
                       ref: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Unnormalised log pi [B, V] and Q-values [B, V] at LM hidden states h [B, H].
@@ -143,7 +152,7 @@ class SoftQLearning(DiscreteAgent):
             with torch.no_grad():
                 ref = self._reference(h)
         q = (q_net or self.q_net)(h)
-        return ref + q / self.config.alpha, q
+        return ref + q / self.alpha, q
 
     def _contexts(self, n: int) -> list[str]:
         train = self.task.texts("train")
@@ -205,12 +214,13 @@ class SoftQLearning(DiscreteAgent):
         with torch.no_grad():
             ref = self._reference(h)  # log ref(a | s), shared by both networks
         # Online network: A(s, a) = Q(s, a) - V(s), V(s) = alpha * logsumexp(log ref + Q / alpha).
+        alpha = self.alpha
         logits, q = self.policy_logits(h, ref=ref)
-        v = cfg.alpha * torch.logsumexp(logits, -1)
+        v = alpha * torch.logsumexp(logits, -1)
         adv = (q.gather(1, a).squeeze(1) - v).view(b, t)
         with torch.no_grad():  # the target network's Vbar(s_t)
             logits_bar, _ = self.policy_logits(h, self.q_target, ref)
-            v_bar = (cfg.alpha * torch.logsumexp(logits_bar, -1)).view(b, t)
+            v_bar = (alpha * torch.logsumexp(logits_bar, -1)).view(b, t)
         return path_consistency_loss(adv, v_bar, r_final, cfg.sql_loss)
 
     def train_step(self, hidden: torch.Tensor, actions: torch.Tensor, raw: torch.Tensor) -> float:

@@ -65,6 +65,9 @@ class SQLConfig(AgentConfig):
     # -- soft Q-learning ---------------------------------------------------------------
     alpha: float = field(default=0.25, metadata={
         "help": "temperature: the reward scale is 1/alpha (smaller = greedier policy)"})
+    alpha_start: float | None = field(default=None, metadata={
+        "help": "temperature at the start of the run, moving geometrically to alpha as the budget is spent "
+                "(a hot start stays near the prior while few rewards are known; default: alpha throughout)"})
     sql_loss: SQLLoss = field(default=SQLLoss.MIXED, metadata={"help": "mixed, single or multi (path consistency)"})
     reward_norm: RewardNorm = field(default=RewardNorm.BATCH, metadata={"help": "batch, running or none"})
     reward_scale: float = field(default=1.0, metadata={"help": "multiplies the shaped reward"})
@@ -93,6 +96,7 @@ class SQLConfig(AgentConfig):
         check_positive(self.examples_per_episode, "examples_per_episode", allow_none=True)
         for name in ("alpha", "reward_scale", "learning_rate", "max_grad_norm"):
             check_positive(getattr(self, name), name, integer=False)
+        check_positive(self.alpha_start, "alpha_start", integer=False, allow_none=True)
         if isinstance(self.replay_batch, bool) or not isinstance(self.replay_batch, int) or self.replay_batch < 0:
             raise ConfigError(f"replay_batch must be a non-negative integer, got {self.replay_batch!r}")
         if not 0 < self.target_tau <= 1:
