@@ -196,3 +196,35 @@ def test_registry_and_wrong_config(engine, task):
         RandomSearch(engine, task, CMAESConfig())
     with pytest.raises(ConfigError, match="has no prompt yet; call learn"):
         RandomSearch(engine, task).predict()
+
+
+# -- where a soft search starts (init) ----------------------------------------------------------
+
+
+def test_cma_lm_prior_anchor_is_charged_and_checked_on_dev(engine, task):
+    cfg = CMAESConfig(popsize=4, intrinsic_dim=8, prompt_length=3, init="lm-prior", init_samples=5, dev_top_k=1)
+    agent = CMAES(engine, task, cfg)
+    agent.learn(20, progress=False)
+    assert agent.summary().prompt_evals <= 20
+    anchor = agent._p0
+    assert anchor is not None and anchor.shape == (3, 32)
+    table = engine.lm.input_embeddings().weight.detach().float()
+    rows = [int((table - row).abs().sum(-1).argmin()) for row in anchor]
+    assert torch.allclose(anchor, table[rows].cpu())  # a discrete prompt, read as embeddings
+    # the anchor itself was checked on dev, so selection can fall back on it
+    assert any(torch.equal(c.prompt, anchor) for c in agent.tracker.top)
+
+
+def test_soft_start_options_are_checked():
+    with pytest.raises(ConfigError, match="init_text"):
+        CMAESConfig(init="text")
+    with pytest.raises(ConfigError, match="init"):
+        CMAESConfig(init="nowhere")
+    with pytest.raises(ConfigError, match="init_samples"):
+        CMAESConfig(init="lm-prior", init_samples=0)
+
+
+def test_cma_lm_prior_anchor_needs_a_budget(engine, task):
+    agent = CMAES(engine, task, CMAESConfig(popsize=4, intrinsic_dim=8, init="lm-prior"))
+    with pytest.raises(ConfigError, match="init='lm-prior'"):
+        agent.learn(1, progress=False)

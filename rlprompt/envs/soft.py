@@ -14,7 +14,7 @@ from rlprompt.envs.core import ObsMode, PromptEpisodes, RewardMode
 from rlprompt.envs.errors import InvalidActionError
 from rlprompt.envs.resolve import check_env_options, resolve_engine, resolve_task
 from rlprompt.errors import ConfigError
-from rlprompt.lm.embeddings import nearest_tokens, random_projection
+from rlprompt.lm.embeddings import nearest_tokens, random_projection, text_embeddings
 from rlprompt.lm.template import Placement
 from rlprompt.rewards import Reward, RewardFn
 
@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 class SoftActionMap:
     """Maps actions in ``[-1, 1]^d`` to soft token embeddings in the LM's input space.
 
-    ``embedding = mean + scale * std * (M @ action)``, with ``mean`` and ``std`` the
-    per-dimension statistics of the LM's embedding table. Directly in embedding space
+    ``embedding = base + scale * std * (M @ action)``, with ``std`` the per-dimension
+    standard deviation of the LM's embedding table and ``base`` its mean vector, or, with
+    an ``anchor`` [T, H], the anchor's row at the token's position (black-box tuning's
+    ``p0``: a search around a known prompt, such as a good discrete one). Directly in embedding space
     (``intrinsic_dim=None``), ``M`` is the identity and ``d = H``. Otherwise ``M`` is a
     fixed random ``[H, d]`` Gaussian matrix scaled by ``1/sqrt(d)``, as in black-box
     tuning (Sun et al., 2022): the agent searches a d-dimensional subspace. Either way a
@@ -38,11 +40,13 @@ class SoftActionMap:
     :param intrinsic_dim: d, or ``None`` for actions directly in embedding space.
     :param scale: how many table standard deviations an action of 1 moves.
     :param seed: seed of the random projection (fixed for the environment's lifetime).
+    :param anchor: embeddings [T, H] the actions move from, one row per prompt position
+        (``None``: the table's mean at every position). Settable later as :attr:`anchor`.
     :raises ConfigError: ``intrinsic_dim`` below 1, or ``scale`` not positive.
     """
 
     def __init__(self, table: torch.Tensor, intrinsic_dim: int | None = None, scale: float = 2.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, anchor: torch.Tensor | None = None) -> None:
         if intrinsic_dim is not None and (isinstance(intrinsic_dim, bool) or int(intrinsic_dim) < 1):
             raise ConfigError(f"intrinsic_dim must be a positive integer or None, got {intrinsic_dim!r}")
         if not scale > 0:
@@ -60,13 +64,35 @@ class SoftActionMap:
             gen = torch.Generator().manual_seed(int(seed))
             self.projection = random_projection(self.hidden_size, d, gen, table.device)
             self.dim = d
+        self.anchor = anchor
 
-    def __call__(self, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Embeddings [..., H] (float32, on the table's device) of actions [..., d]."""
+    @property
+    def anchor(self) -> torch.Tensor | None:
+        """The start embeddings [T, H] (float32), or ``None`` for the table's mean."""
+        return self._anchor
+
+    @anchor.setter
+    def anchor(self, value: torch.Tensor | None) -> None:
+        if value is not None:
+            value = torch.as_tensor(value).detach().float().to(self.mean.device)
+            if value.ndim != 2 or value.shape[1] != self.hidden_size:
+                raise ConfigError(f"anchor must be [prompt_length, {self.hidden_size}] embeddings, "
+                                  f"got shape {list(value.shape)}")
+        self._anchor = value
+
+    def __call__(self, actions: np.ndarray | torch.Tensor, position: int | None = None) -> torch.Tensor:
+        """Embeddings [..., H] (float32, on the table's device) of actions [..., d].
+
+        :param position: the prompt position of every action (one step of an episode); with
+            ``None`` the second-to-last axis of ``actions`` runs over positions 0, 1, ...
+        """
         a = torch.as_tensor(np.asarray(actions), dtype=torch.float32, device=self.mean.device)
         if self.projection is not None:
             a = a @ self.projection.T
-        return self.mean + self.scale * self.std * a
+        base = self.mean
+        if self._anchor is not None:
+            base = self._anchor[position] if position is not None else self._anchor[: a.shape[-2]]
+        return base + self.scale * self.std * a
 
 
 class SoftPromptEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
@@ -135,6 +161,9 @@ class SoftPromptEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     :param intrinsic_dim: d for a random projection, or ``None`` to act in embedding space.
     :param action_scale: table standard deviations an action of 1 moves an embedding.
     :param projection_seed: seed of the random projection.
+    :param anchor: where the actions move from: ``None`` (the embedding table's mean), a
+        text prompt (its token embeddings, repeated or cut to ``prompt_length``) or
+        embeddings [prompt_length, H]; an all-zero action then writes the anchor.
     :param one_step: one action is the whole prompt (one-step episodes).
     :param placement: ``"suffix"`` (at ``{prompt}``, after the cached input: grown one
         token per step) or ``"prefix"`` (before the input, as in prompt tuning; every score
@@ -162,6 +191,7 @@ class SoftPromptEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         intrinsic_dim: int | None = None,
         action_scale: float = 2.0,
         projection_seed: int = 0,
+        anchor: torch.Tensor | str | None = None,
         one_step: bool = False,
         placement: Placement | str = Placement.SUFFIX,
         reward: str | RewardFn | Reward = "accuracy",
@@ -193,6 +223,11 @@ class SoftPromptEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             examples_per_episode=examples_per_episode, split=split, want_hidden=obs == "hidden",
         )
         t, d = self.episodes.prompt_length, self.action_map.dim
+        if isinstance(anchor, str):
+            anchor = text_embeddings(self.engine, anchor, t)
+        if anchor is not None and len(anchor) != t:
+            raise ConfigError(f"anchor has {len(anchor)} rows; it needs one per prompt position ({t})")
+        self.action_map.anchor = anchor
         self.prompt_length = t
         self.one_step = bool(one_step)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(t * d if one_step else d,), dtype=np.float32)
@@ -320,7 +355,7 @@ class SoftEpisodes(PromptEpisodes):
             self.actions[:, self.t] = step_input
 
     def _extend(self, state: PromptState, step_input: np.ndarray) -> torch.Tensor:
-        return state.extend(None, embeds=self.action_map(step_input), want_hidden=self.want_hidden)
+        return state.extend(None, embeds=self.action_map(step_input, position=self.t), want_hidden=self.want_hidden)
 
     def embeddings(self) -> torch.Tensor:
         """The soft prompts written so far, [N, t, H] float32."""

@@ -2,7 +2,8 @@
 of a soft prompt.
 
 The soft prompt is ``p(z) = p0 + scale * std * (A z)``: ``p0`` [T, H] an initial prompt
-(embeddings of sampled vocabulary tokens), ``A`` a fixed Gaussian matrix
+(``init``: embeddings of sampled vocabulary tokens by default, or the best of a few LM-prior
+samples, see :mod:`rlprompt.agents.search.anchor`), ``A`` a fixed Gaussian matrix
 [T*H, d] with entries N(0, 1/d), ``std`` the embedding table's per-dimension standard
 deviation. So with ``z ~ N(0, sigma0^2 I)`` each coordinate moves by about
 ``scale * sigma0`` table standard deviations and prompts stay in the range of real
@@ -26,7 +27,8 @@ import torch
 from rlprompt.agents.core.config import AgentConfig
 from rlprompt.agents.core.kinds import SoftAgent
 from rlprompt.agents.core.tracking import TopKGate
-from rlprompt.agents.search.config import CMAESConfig
+from rlprompt.agents.search.anchor import start_prompt
+from rlprompt.agents.search.config import CMAESConfig, SoftStart
 from rlprompt.agents.search.discrete import train_room
 from rlprompt.lm.embeddings import random_projection, sample_vocab_embeddings
 
@@ -58,10 +60,13 @@ class CMAES(SoftAgent):
         self._gate = TopKGate(cfg.dev_top_k)
         self._history: list[list[float] | None] = []
         self._generations = 0
+        self._p0: torch.Tensor | None = None  # the anchor, once chosen (kept: LM-prior anchors cost budget)
 
     def checkpoint_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors, meta = super().checkpoint_state()
         meta["cma"] = {"history": self._history, "gate": self._gate.state(), "generations": self._generations}
+        if self._p0 is not None:
+            tensors["cma/p0"] = self._p0
         return tensors, meta
 
     def restore_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -77,6 +82,7 @@ class CMAES(SoftAgent):
         self._history = [None if f is None else [float(x) for x in f] for f in state["history"]]
         self._gate.restore(state["gate"])
         self._generations = int(state["generations"])
+        self._p0 = tensors.get("cma/p0")
 
     def _learn(self) -> None:
         from rlprompt.rewards import get_reward
@@ -86,18 +92,20 @@ class CMAES(SoftAgent):
         # -- seeding: the start prompt and the projection from one generator; CMA-ES's own seed
         gen = torch.Generator().manual_seed(cfg.seed)
         table = self.engine.lm.input_embeddings().weight.detach()
-        p0 = sample_vocab_embeddings(table, cfg.prompt_length, self._real_ids, gen).to(device)
+        vocab_p0 = sample_vocab_embeddings(table, cfg.prompt_length, self._real_ids, gen)  # drawn first, always
         std = table[self._real_ids.to(table.device)].float().std(0).to(device)  # [H]
         dim = cfg.prompt_length * self.hidden_size
         proj = random_projection(dim, cfg.intrinsic_dim, gen, device)  # [T*H, d]
+        if not self.resuming:
+            self._start_loop()
+            self._p0 = vocab_p0 if cfg.init is SoftStart.VOCAB else start_prompt(self, cfg.init, cfg, cfg.reward, gen)
+        p0 = (vocab_p0 if self._p0 is None else self._p0).to(device)
 
         def to_prompts(zs: np.ndarray) -> torch.Tensor:
             z = torch.as_tensor(np.asarray(zs), dtype=torch.float32, device=device)  # [N, d]
             delta = (z @ proj.T).view(len(z), cfg.prompt_length, self.hidden_size)
             return p0 + cfg.scale * std * delta  # [N, T, H]
 
-        if not self.resuming:
-            self._start_loop()
         es, gate = self._es, self._gate
         reward = get_reward(cfg.reward)
         texts, labels = self.task.texts("train"), self.task.label_tensor("train").to(device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from rlprompt.agents.core.config import AgentConfig, check_positive, enum_choice
@@ -9,8 +10,35 @@ from rlprompt.errors import ConfigError
 from rlprompt.lm.template import Placement
 
 
+class SoftStart(str, enum.Enum):
+    """Where a soft-prompt search starts: the anchor ``p0`` its moves are added to."""
+
+    MEAN = "mean"  # the embedding table's mean vector at every position
+    VOCAB = "vocab"  # embeddings of tokens drawn from the vocabulary (black-box tuning's p0)
+    TEXT = "text"  # the embeddings of init_text's tokens
+    LM_PRIOR = "lm-prior"  # the best on train of init_samples prompts sampled from the task LM
+
+
 @dataclass
-class CMAESConfig(AgentConfig):
+class SoftStartOptions:
+    """How a soft-prompt search picks its anchor (``init`` itself is declared by each config,
+    whose default differs)."""
+
+    init_text: str | None = field(default=None, metadata={"help": "the text prompt for init='text'"})
+    init_samples: int = field(default=32, metadata={
+        "help": "init='lm-prior': prompts sampled from the task LM and scored on train (charged to the budget); "
+                "the best is the anchor, and is checked on dev"})
+
+    def _check_start(self, init: object) -> SoftStart:
+        start = enum_choice(SoftStart, init, "init")
+        if start is SoftStart.TEXT and not self.init_text:
+            raise ConfigError("init='text' needs init_text, e.g. init_text=' It was'")
+        check_positive(self.init_samples, "init_samples")
+        return start
+
+
+@dataclass
+class CMAESConfig(AgentConfig, SoftStartOptions):
     """Options of :class:`CMAES`."""
 
     prompt_length: int = field(default=5, metadata={"help": "number of soft tokens"})
@@ -21,11 +49,14 @@ class CMAESConfig(AgentConfig):
     sigma0: float = field(default=1.0, metadata={"help": "CMA-ES initial step size (in z)"})
     scale: float = field(default=1.0, metadata={"help": "table standard deviations one unit of A z moves"})
     reward: str = field(default="log-likelihood", metadata={"help": "train reward to maximise"})
+    init: SoftStart = field(default=SoftStart.VOCAB, metadata={
+        "help": "p0, where the search starts: vocab (sampled tokens, as black-box tuning), mean, text or lm-prior"})
     dev_top_k: int = field(default=8, metadata={
         "help": "a candidate is checked on dev when its train reward is among the best k so far"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.init = self._check_start(self.init)
         for name in ("prompt_length", "intrinsic_dim", "dev_top_k"):
             check_positive(getattr(self, name), name)
         if isinstance(self.popsize, bool) or not isinstance(self.popsize, int) or self.popsize < 2:

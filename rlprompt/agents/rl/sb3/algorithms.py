@@ -26,6 +26,7 @@ from rlprompt.agents.rl.sb3.config import (
     SoftRLConfig,
     TD3Config,
 )
+from rlprompt.agents.search.config import SoftStart
 
 __all__ = ["ALGORITHMS", "A2CAgent", "DiscreteSB3Agent", "MaskablePPOAgent", "PPOAgent", "SACAgent", "SoftPPOAgent",
            "SoftSB3Agent", "TD3Agent"]
@@ -89,6 +90,25 @@ class SoftSB3Agent(SB3Agent, SoftAgent):
 
     def _policy(self) -> tuple[Any, dict[str, Any]]:
         return "MultiInputPolicy", self._extractor_kwargs(None)
+
+    def _learn(self) -> None:
+        cfg = self.config
+        if not self.resuming and cfg.init is not SoftStart.MEAN:  # mean: the action map's own default
+            from rlprompt.agents.search.anchor import start_prompt
+
+            generator = torch.Generator().manual_seed(cfg.seed)
+            self.env.action_map.anchor = start_prompt(self, cfg.init, cfg, cfg.reward, generator)
+        super()._learn()
+
+    def checkpoint_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors, meta = super().checkpoint_state()
+        if self.env.action_map.anchor is not None:
+            tensors["sb3/anchor"] = self.env.action_map.anchor.detach().cpu()
+        return tensors, meta
+
+    def restore_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        super().restore_state(tensors, meta)
+        self.env.action_map.anchor = tensors.get("sb3/anchor")
 
     def _prompt_from_obs(self, obs: dict[str, np.ndarray]) -> tuple[Any, Any]:
         actions = np.asarray(obs["prompt"], dtype=np.float32).reshape(self.config.prompt_length, -1)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlprompt.agents.core.config import AgentConfig, check_positive, enum_choice
+from rlprompt.agents.search.config import SoftStart, SoftStartOptions
 from rlprompt.errors import ConfigError
 from rlprompt.lm.template import Placement
 
@@ -93,7 +94,7 @@ class DiscreteRLConfig(RLConfig):
 
 
 @dataclass
-class SoftRLConfig(RLConfig):
+class SoftRLConfig(RLConfig, SoftStartOptions):
     """Options of the soft-prompt SB3 agents."""
 
     placement: Placement = field(default=Placement.SUFFIX, metadata={
@@ -102,9 +103,12 @@ class SoftRLConfig(RLConfig):
         "help": "act in a d-dimensional random projection of the embedding space (None: the embedding space)"})
     action_scale: float = field(default=2.0, metadata={"help": "embedding-table stds an action of 1 moves"})
     projection_seed: int = field(default=0, metadata={"help": "seed of the fixed random projection"})
+    init: SoftStart = field(default=SoftStart.MEAN, metadata={
+        "help": "the anchor an all-zero action writes: mean (the table's mean), vocab, text or lm-prior"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.init = self._check_start(self.init)
         self.placement = enum_choice(Placement, self.placement, "placement")
         check_positive(self.intrinsic_dim, "intrinsic_dim", allow_none=True)
         check_positive(self.action_scale, "action_scale", integer=False)
