@@ -44,6 +44,7 @@ SOFT_RL = ["sac", "ppo-soft", "td3"]
 
 
 def run_task(task: str, args: argparse.Namespace) -> None:
+    from rlprompt.cli.compare import method_options
     from rlprompt.experiments import InProcessExecutor, compare
     from rlprompt.experiments.config import CompareConfig
 
@@ -51,7 +52,7 @@ def run_task(task: str, args: argparse.Namespace) -> None:
     config = CompareConfig(
         task=task, task_args={"data_dir": str(args.data_dir)}, seeds=list(args.seeds), methods=methods,
         budget=args.budget, model=args.model, prompt_length=5, test_examples=TEST_SAMPLE.get(task),
-        selection=args.selection,
+        selection=args.selection, options=method_options(args.set, methods),
     )
     start = time.perf_counter()
     result = compare(config, args.out / task, executor=InProcessExecutor(), progress=args.progress)
@@ -171,6 +172,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--selection", default="dev", choices=SELECTION_RULES,
                         help="every method's selection rule (rlprompt compare --selection); give pooled runs "
                              "their own --out, e.g. benchmarks/results/quality-pooled")
+    parser.add_argument("--set", action="append", metavar="METHOD.NAME=VALUE",
+                        help="an option of one method (rlprompt compare --set); a method keeps the options "
+                             "it was first run with in a folder")
     args = parser.parse_args(argv)
     if not args.report:
         for task in args.tasks:

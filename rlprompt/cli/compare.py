@@ -99,7 +99,8 @@ def _task_args(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _options(items: list[str] | None, methods: list[str]) -> dict[str, dict[str, str]]:
+def method_options(items: list[str] | None, methods: list[str]) -> dict[str, dict[str, str]]:
+    """``{method: {name: value}}`` of ``--set METHOD.NAME=VALUE`` items, each method one of ``methods``."""
     options: dict[str, dict[str, str]] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -127,7 +128,7 @@ def build_compare_config(args: argparse.Namespace, methods: str, seeds: str | No
         task=args.task, task_args=_task_args(args), seeds=seed_list, methods=method_list, budget=args.budget,
         model=args.model, device=args.device, dtype=args.dtype, prompt_length=args.prompt_length,
         reward=args.reward, test_examples=args.test_examples, selection=getattr(args, "selection", "dev"),
-        options=_options(getattr(args, "set", None), method_list),
+        options=method_options(getattr(args, "set", None), method_list),
         manual_prompts=getattr(args, "manual_prompt", None),
         partial_weights=bool(getattr(args, "allow_partial_weights", False)),
     )
