@@ -170,24 +170,6 @@ def test_sb3_save_load_round_trip(great_engine, great_task, tmp_path, cls):
     assert not any(v.data_ptr() == table.data_ptr() for v in before.values())
 
 
-def test_soft_rl_lm_prior_anchor_is_kept_in_the_checkpoint(great_engine, great_task, tmp_path):
-    cfg = sb3.SACConfig(seed=3, n_envs=4, prompt_length=2, intrinsic_dim=4, init="lm-prior", init_samples=3,
-                        action_scale=0.5)
-    agent = sb3.SACAgent(great_engine, great_task, cfg, out_dir=tmp_path / "run")
-    agent.learn(30, progress=False)
-    anchor = agent.env.action_map.anchor
-    assert anchor is not None and anchor.shape == (2, 32)
-    # the anchor was checked on dev, so what is selected is at least as good there
-    assert agent.tracker.best.dev_accuracy >= agent.evaluate("dev", prompt=anchor.cpu()).accuracy
-    tensors, _ = agent.checkpoint_state()
-    assert torch.equal(tensors["sb3/anchor"].to(anchor), anchor)
-    # a resumed run keeps the anchor it had rather than sampling (and paying for) a new one
-    again = sb3.SACAgent(great_engine, great_task, cfg, out_dir=tmp_path / "run")
-    again.learn(40, progress=False, resume=True)
-    assert torch.equal(again.env.action_map.anchor, anchor)
-    assert again.budget.used == 40
-
-
 def test_features_extractor_shares_the_frozen_table(great_engine, great_task):
     agent = sb3.PPOAgent(great_engine, great_task, sb3.PPOConfig(n_envs=2, **VOCAB))
     extractor = agent.model.policy.features_extractor

@@ -247,27 +247,6 @@ def test_soft_one_step_equals_step_by_step(tiny_lm, task):
     assert len(env.nearest_tokens()) == 3 and one_info["prompt"] == "<3 soft tokens>"
 
 
-def test_soft_anchor_is_what_a_zero_action_writes_at_each_position(tiny_lm, task):
-    table = tiny_lm.input_embeddings().weight.detach().float()
-    anchor = table[torch.tensor([3, 5, 7])]
-    amap = SoftActionMap(table, intrinsic_dim=4, scale=0.5, anchor=anchor)
-    assert torch.allclose(amap(np.zeros((2, 3, 4))), anchor.expand(2, 3, 32))
-    assert torch.allclose(amap(np.zeros((2, 4)), position=1), anchor[1].expand(2, 32))
-    moved = amap(np.ones((3, 4)))
-    plain = SoftActionMap(table, intrinsic_dim=4, scale=0.5)(np.ones((3, 4)))
-    assert torch.allclose(moved - anchor, plain - table.mean(0), atol=1e-5)
-    with pytest.raises(ConfigError, match="anchor"):
-        SoftActionMap(table, anchor=torch.zeros(3, 8))
-    # the env, stepped with zero actions, writes the anchor text's own embeddings (one per step)
-    env = SoftPromptEnv(task, tiny_lm, prompt_length=3, intrinsic_dim=4, anchor=anchor, reward="log-likelihood")
-    run(env, [np.zeros(4, dtype=np.float32)] * 3)
-    assert torch.allclose(env.soft_prompt, anchor)
-    with pytest.raises(ConfigError, match="one per prompt position"):
-        SoftPromptEnv(task, tiny_lm, prompt_length=2, anchor=anchor)
-    text = SoftPromptEnv(task, tiny_lm, prompt_length=3, anchor=" great")
-    assert text.action_map.anchor is not None and text.action_map.anchor.shape == (3, 32)
-
-
 def test_soft_prefix_placement_dense(tiny_lm, task):
     env = SoftPromptEnv(task, tiny_lm, placement="prefix", reward="log-likelihood", reward_mode="dense",
                         prompt_length=2, intrinsic_dim=3)
