@@ -35,13 +35,14 @@ OPTIONS: dict[str, tuple[int, dict[str, Any]]] = {
     "random": (60, {"batch_size": 8}),
     "lm-prior": (50, {"batch_size": 8}),
     "cma": (60, {"popsize": 6, "intrinsic_dim": 20}),
+    "pgpe": (60, {"popsize": 6, "intrinsic_dim": 20, "init_samples": 3}),
     "soft-prompt": (40, {"eval_every": 2, "batch_size": 4}),
     "sql": (60, {"batch_size": 8}),
     "ppo": (80, {"n_envs": 4, "prompt_length": 2, "n_steps": 2, "batch_size": 8, "vocab": "words",
                  "max_vocab": 64}),
     "sac": (80, {"n_envs": 4, "prompt_length": 2, "intrinsic_dim": 4, "learning_starts": 8}),
 }
-EXACT = ["random", "lm-prior", "cma", "soft-prompt", "sql"]
+EXACT = ["random", "lm-prior", "cma", "pgpe", "soft-prompt", "sql"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -89,6 +90,8 @@ def learned_state(agent) -> Any:
         return sorted(agent._seen)
     if agent.name == "cma":
         return agent._es.mean.tolist()
+    if agent.name == "pgpe":
+        return [agent._mu.tolist(), agent._log_sigma.tolist()]
     if agent.name == "soft-prompt":
         return agent._soft.detach().tolist()
     if agent.name == "sql":

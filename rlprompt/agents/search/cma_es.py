@@ -27,10 +27,9 @@ import torch
 from rlprompt.agents.core.config import AgentConfig
 from rlprompt.agents.core.kinds import SoftAgent
 from rlprompt.agents.core.tracking import TopKGate
-from rlprompt.agents.search.anchor import start_prompt
-from rlprompt.agents.search.config import CMAESConfig, SoftStart
+from rlprompt.agents.search.config import CMAESConfig
 from rlprompt.agents.search.discrete import train_room
-from rlprompt.lm.embeddings import random_projection, sample_vocab_embeddings
+from rlprompt.agents.search.subspace import PromptSubspace
 
 
 class CMAES(SoftAgent):
@@ -89,22 +88,15 @@ class CMAES(SoftAgent):
 
         cfg, budget, device = self.config, self.budget, self.engine.device
         assert budget is not None
-        # -- seeding: the start prompt and the projection from one generator; CMA-ES's own seed
+        # -- seeding: the anchor and the projection from one generator; CMA-ES's own seed
         gen = torch.Generator().manual_seed(cfg.seed)
-        table = self.engine.lm.input_embeddings().weight.detach()
-        vocab_p0 = sample_vocab_embeddings(table, cfg.prompt_length, self._real_ids, gen)  # drawn first, always
-        std = table[self._real_ids.to(table.device)].float().std(0).to(device)  # [H]
-        dim = cfg.prompt_length * self.hidden_size
-        proj = random_projection(dim, cfg.intrinsic_dim, gen, device)  # [T*H, d]
+        space = PromptSubspace(self, cfg.prompt_length, cfg.intrinsic_dim, cfg.scale, gen)
         if not self.resuming:
             self._start_loop()
-            self._p0 = vocab_p0 if cfg.init is SoftStart.VOCAB else start_prompt(self, cfg.init, cfg, cfg.reward, gen)
-        p0 = (vocab_p0 if self._p0 is None else self._p0).to(device)
-
-        def to_prompts(zs: np.ndarray) -> torch.Tensor:
-            z = torch.as_tensor(np.asarray(zs), dtype=torch.float32, device=device)  # [N, d]
-            delta = (z @ proj.T).view(len(z), cfg.prompt_length, self.hidden_size)
-            return p0 + cfg.scale * std * delta  # [N, T, H]
+            self._p0 = space.choose_anchor(self, cfg.init, cfg, cfg.reward, gen)
+        elif self._p0 is not None:
+            space.p0 = self._p0.to(device)
+        to_prompts = space.prompts
 
         es, gate = self._es, self._gate
         reward = get_reward(cfg.reward)
