@@ -38,9 +38,9 @@ DEFAULT_DATA = BENCH.parents[1] / "shared" / "data" / "fsc16"
 DEFAULT_OUT = BENCH / "results" / "quality"
 TASKS = ["sst-2", "sst-5", "agnews", "trec"]
 TEST_SAMPLE = {"agnews": 2000}  # the rest: the full test split
-METHODS = ["manual", "random", "lm-prior", "cma", "soft-prompt", "sql", "ppo", "sac"]
+METHODS = ["manual", "random", "lm-prior", "cma", "soft-prompt", "sql", "ppo", "sac", "pgpe"]
 DISCRETE_RL = ["sql", "ppo", "grpo", "a2c", "maskable-ppo"]
-SOFT_RL = ["sac", "ppo-soft", "td3"]
+SOFT_RL = ["sac", "ppo-soft", "td3", "pgpe"]
 
 
 def run_task(task: str, args: argparse.Namespace) -> None:

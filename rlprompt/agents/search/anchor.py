@@ -49,12 +49,7 @@ def start_prompt(agent: SoftAgent, init: SoftStart, options: SoftStartOptions, r
 
 def _best_lm_prior_prompt(agent: SoftAgent, n_tokens: int, samples: int, reward_spec: str,
                           generator: torch.Generator) -> torch.Tensor:
-    from rlprompt.agents.search.lm_prior import (
-        banned_tokens,
-        default_description,
-        sample_continuations,
-        sampling_context,
-    )
+    from rlprompt.agents.search.lm_prior import default_description, sample_prompts, sampling_context
     from rlprompt.rewards import get_reward
 
     budget, engine, task = agent.budget, agent.engine, agent.task
@@ -69,12 +64,8 @@ def _best_lm_prior_prompt(agent: SoftAgent, n_tokens: int, samples: int, reward_
     train = task.texts("train")
     picks = torch.randint(len(train), (n,), generator=generator).tolist()
     context = sampling_context(task, prior.context, prior.context)
-    description = default_description(task)
-    contexts = [context.format(description=description, example=train[i]) for i in picks]
-    vocab_size = engine.model.get_output_embeddings().weight.shape[0]
-    tokens, cost = sample_continuations(engine.lm, contexts, n_tokens, generator,
-                                        temperature=prior.temperature, top_k=prior.top_k,
-                                        banned=banned_tokens(engine.tokenizer, vocab_size))
+    tokens, cost = sample_prompts(engine, context, default_description(task), [train[i] for i in picks], n_tokens,
+                                  generator, prior)
     budget.charge(**cost)
     table = engine.lm.input_embeddings().weight.detach()
     prompts = table[tokens.to(table.device)].float()  # [n, T, H]: a discrete prompt, read as embeddings

@@ -13,6 +13,7 @@ charged to the budget's forward tokens (and so appear in the summary's LM tokens
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -71,12 +72,9 @@ class LMPriorSampling(DiscreteSearch):
         if n <= 0:
             return []
         train = self.task.texts("train")
-        contexts = [self.context.format(description=self.description, example=train[i])
-                    for i in rng.integers(len(train), size=n)]
-        tokens, cost = sample_continuations(
-            self.engine.lm, contexts, self.config.prompt_length, self._generator,
-            temperature=self.config.temperature, top_k=self.config.top_k, banned=self._banned,
-        )
+        examples = [train[i] for i in rng.integers(len(train), size=n)]
+        tokens, cost = sample_prompts(self.engine, self.context, self.description, examples,
+                                      self.config.prompt_length, self._generator, self.config, self._banned)
         assert self.budget is not None
         self.budget.charge(**cost)
         return tokens.tolist()
@@ -116,6 +114,22 @@ def banned_tokens(tokenizer: Any, vocab_size: int) -> torch.Tensor:
     bad = set(tokenizer.all_special_ids) | {i for i, t in enumerate(texts) if "\n" in t or not t}
     bad |= set(range(len(texts), vocab_size))
     return torch.tensor(sorted(bad), dtype=torch.long)
+
+
+def sample_prompts(engine: ScoringEngine, context: str, description: str, examples: Sequence[str], length: int,
+                   generator: torch.Generator, config: LMPriorConfig,
+                   banned: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, int]]:
+    """LM-prior prompts: ``length`` tokens sampled from the task LM after ``context`` filled with
+    ``description`` and each of ``examples`` (at ``config``'s temperature and top-k).
+
+    :param banned: token ids never sampled (default: :func:`banned_tokens` of the engine's LM).
+    :returns: token ids [len(examples), length] (CPU) and the LM cost to charge.
+    """
+    contexts = [context.format(description=description, example=e) for e in examples]
+    if banned is None:
+        banned = banned_tokens(engine.tokenizer, engine.model.get_output_embeddings().weight.shape[0])
+    return sample_continuations(engine.lm, contexts, length, generator, temperature=config.temperature,
+                                top_k=config.top_k, banned=banned)
 
 
 @torch.inference_mode()
