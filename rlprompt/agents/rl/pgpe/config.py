@@ -23,10 +23,13 @@ class PGPEConfig(AgentConfig, SoftStartOptions):
     scale: float = field(default=1.0, metadata={"help": "table standard deviations one unit of A z moves"})
     init: SoftStart = field(default=SoftStart.LM_PRIOR, metadata={
         "help": "p0, the anchor actions move from: lm-prior (a good discrete prompt), vocab, mean or text"})
+    init_samples: int = field(default=200, metadata={
+        "help": "init='lm-prior': LM-prior prompts scored on train (charged to the budget) before learning; "
+                "the best is the anchor, and is checked on dev"})
     popsize: int = field(default=20, metadata={
         "help": "actions sampled per update, in antithetic pairs (even); the policy's mean is scored too"})
-    sigma0: float = field(default=1.0, metadata={"help": "the policy's initial standard deviation (in z)"})
-    learning_rate: float = field(default=0.1, metadata={"help": "Adam learning rate of the policy's mean"})
+    sigma0: float = field(default=0.5, metadata={"help": "the policy's initial standard deviation (in z)"})
+    learning_rate: float = field(default=0.05, metadata={"help": "Adam learning rate of the policy's mean"})
     std_learning_rate: float = field(default=0.05, metadata={
         "help": "Adam learning rate of the policy's log standard deviation (0 keeps it fixed)"})
     min_sigma: float = field(default=0.05, metadata={"help": "floor of the policy's standard deviation"})
