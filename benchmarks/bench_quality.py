@@ -135,26 +135,32 @@ def targets(tables: dict[str, dict[str, Any]], figures: dict[str, Any]) -> None:
         margins.append(margin)
         figures[f"{task}/best_discrete_rl"] = best
         figures[f"{task}/rl_margin_over_search"] = round(margin, 2)
-        soft = [m for m in SOFT_RL if m in rows]
-        if soft and "cma" in rows:
-            s = max(soft, key=lambda m: mean(rows[m]["tests"]))
-            soft_rows.append(mean(rows[s]["tests"]) - max(mean(rows["cma"]["tests"]), mean(rows["random"]["tests"])))
+        if "cma" in rows:  # target 3 is about one agent: its margin on every task, not the best per task
+            bar = max(mean(rows["cma"]["tests"]), mean(rows["random"]["tests"]))
+            soft_rows.append({m: mean(rows[m]["tests"]) - bar for m in SOFT_RL if m in rows})
     print("\ntargets (on the tasks measured so far):")
     if margins:
         figures["target1_mean_margin"] = round(mean(margins), 2)
         print(f"  1. best discrete RL above random and LM-prior on {sum(m > 0 for m in margins)}/{len(margins)} "
               f"tasks, mean margin {mean(margins):+.1f} points (target: all tasks, >= +2)")
-    if "sst-2" in tables:
-        rl = [m for m in DISCRETE_RL if m in tables["sst-2"]]
+    if "sst-2" in tables:  # targets 2 and 4 ask for "the RL agent": discrete or soft
+        rl = [m for m in DISCRETE_RL + SOFT_RL if m in tables["sst-2"]]
         if rl:
-            best = max(mean(tables["sst-2"][m]["tests"]) for m in rl)
-            figures["target2_sst2_best_rl"] = round(best, 2)
-            print(f"  2. SST-2 best RL agent {best:.1f}% (target >= 82)")
-    if soft_rows:
-        figures["target3_soft_rl_margin"] = round(mean(soft_rows), 2)
-        print(f"  3. best soft-vector RL agent minus max(CMA-ES, random): {mean(soft_rows):+.1f} points (target > 0)")
+            best2 = max(rl, key=lambda m: mean(tables["sst-2"][m]["tests"]))
+            figures["target2_sst2_best_rl"] = round(mean(tables["sst-2"][best2]["tests"]), 2)
+            figures["target2_sst2_best_rl_agent"] = best2
+            print(f"  2. SST-2 best RL agent {best2} {figures['target2_sst2_best_rl']:.1f}% (target >= 82)")
+    # an agent counts only where it ran on every task that has CMA-ES
+    soft_margins = {m: mean([r[m] for r in soft_rows]) for m in SOFT_RL if soft_rows and all(m in r for r in soft_rows)}
+    if soft_margins:
+        best = max(soft_margins, key=soft_margins.get)
+        figures["target3_soft_rl_agent"] = best
+        figures["target3_soft_rl_margin"] = round(soft_margins[best], 2)
+        each = ", ".join(f"{m} {v:+.1f}" for m, v in sorted(soft_margins.items(), key=lambda kv: -kv[1]))
+        print(f"  3. soft-vector RL agent minus max(CMA-ES, random), mean over {len(soft_rows)} tasks: {each} "
+              f"(target > 0)")
     sst2 = tables.get("sst-2", {})
-    rl4 = [m for m in DISCRETE_RL if m in sst2]
+    rl4 = [m for m in DISCRETE_RL + SOFT_RL if m in sst2]
     if rl4 and "lm-prior" in sst2:
         at = {m: 100 * mean([best_dev_at(c, 300) for c in sst2[m]["curves"]]) for m in [*rl4, "lm-prior"]}
         best = max(rl4, key=lambda m: at[m])
