@@ -93,9 +93,7 @@ class CMAES(SoftAgent):
         space = PromptSubspace(self, cfg.prompt_length, cfg.intrinsic_dim, cfg.scale, gen)
         if not self.resuming:
             self._start_loop()
-            self._p0 = space.choose_anchor(self, cfg.init, cfg, cfg.reward, gen)
-        elif self._p0 is not None:
-            space.p0 = self._p0.to(device)
+        self._p0 = space.keep_or_choose(self, cfg, self._p0, gen)
         to_prompts = space.prompts
 
         es, gate = self._es, self._gate

@@ -38,15 +38,15 @@ class SoftStartOptions:
 
 
 @dataclass
-class CMAESConfig(AgentConfig, SoftStartOptions):
-    """Options of :class:`CMAES`."""
+class SubspaceOptions(SoftStartOptions):
+    """Black-box tuning's search space ``p0 + scale * std * (A z)`` and its bookkeeping, shared by
+    the searches that move in it (CMA-ES, PGPE); each declares its own ``popsize``, ``sigma0`` and
+    ``init`` defaults."""
 
     prompt_length: int = field(default=5, metadata={"help": "number of soft tokens"})
     placement: Placement = field(default=Placement.SUFFIX, metadata={
         "help": "suffix: after the cached input (fast); prefix: before the input (Lester; PEFT)"})
-    intrinsic_dim: int = field(default=500, metadata={"help": "d, the dimension CMA-ES searches"})
-    popsize: int = field(default=20, metadata={"help": "CMA-ES population per generation"})
-    sigma0: float = field(default=1.0, metadata={"help": "CMA-ES initial step size (in z)"})
+    intrinsic_dim: int = field(default=500, metadata={"help": "d, the dimension of the searched z"})
     scale: float = field(default=1.0, metadata={"help": "table standard deviations one unit of A z moves"})
     reward: str = field(default="log-likelihood", metadata={"help": "train reward to maximise"})
     init: SoftStart = field(default=SoftStart.VOCAB, metadata={
@@ -54,16 +54,27 @@ class CMAESConfig(AgentConfig, SoftStartOptions):
     dev_top_k: int = field(default=8, metadata={
         "help": "a candidate is checked on dev when its train reward is among the best k so far"})
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def _check_subspace(self) -> None:
         self.init = self._check_start(self.init)
         for name in ("prompt_length", "intrinsic_dim", "dev_top_k"):
             check_positive(getattr(self, name), name)
+        check_positive(self.scale, "scale", integer=False)
+        self.placement = enum_choice(Placement, self.placement, "placement")
+
+
+@dataclass
+class CMAESConfig(AgentConfig, SubspaceOptions):
+    """Options of :class:`CMAES`."""
+
+    popsize: int = field(default=20, metadata={"help": "CMA-ES population per generation"})
+    sigma0: float = field(default=1.0, metadata={"help": "CMA-ES initial step size (in z)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_subspace()
         if isinstance(self.popsize, bool) or not isinstance(self.popsize, int) or self.popsize < 2:
             raise ConfigError(f"popsize must be an integer of at least 2, got {self.popsize!r}")
         check_positive(self.sigma0, "sigma0", integer=False)
-        check_positive(self.scale, "scale", integer=False)
-        self.placement = enum_choice(Placement, self.placement, "placement")
 
 
 # -- discrete black-box searches -----------------------------------------------------

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from rlprompt.agents.search.anchor import start_prompt
-from rlprompt.agents.search.config import SoftStart, SoftStartOptions
+from rlprompt.agents.search.config import SoftStart, SoftStartOptions, SubspaceOptions
 from rlprompt.lm.embeddings import random_projection, sample_vocab_embeddings
 
 if TYPE_CHECKING:
@@ -55,6 +55,17 @@ class PromptSubspace:
         p0 = self.vocab_p0 if init is SoftStart.VOCAB else start_prompt(agent, init, options, reward_spec, generator)
         self.p0 = p0.to(self.device)
         return p0.cpu()
+
+    def keep_or_choose(self, agent: SoftAgent, options: SubspaceOptions, kept: torch.Tensor | None,
+                       generator: torch.Generator) -> torch.Tensor | None:
+        """The anchor for a run: on resume the checkpoint's (``kept``; None in checkpoints made
+        before anchors were saved, which keeps the vocabulary draw), else a fresh choice for
+        ``options.init``. Return it for the agent to keep in its checkpoint."""
+        if agent.resuming:
+            if kept is not None:
+                self.p0 = kept.to(self.device)
+            return kept
+        return self.choose_anchor(agent, options.init, options, options.reward, generator)
 
     def prompts(self, zs: np.ndarray | torch.Tensor) -> torch.Tensor:
         """The soft prompts [N, T, H] of the points ``zs`` [N, d]."""

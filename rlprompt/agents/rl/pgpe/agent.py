@@ -120,9 +120,7 @@ class PGPE(SoftAgent):
         space = PromptSubspace(self, cfg.prompt_length, cfg.intrinsic_dim, cfg.scale, gen)
         if not self.resuming:
             self._start_loop()
-            self._p0 = space.choose_anchor(self, cfg.init, cfg, cfg.reward, gen)
-        elif self._p0 is not None:
-            space.p0 = self._p0.to(space.device)
+        self._p0 = space.keep_or_choose(self, cfg, self._p0, gen)
         reward = get_reward(cfg.reward)
         texts, labels = self.task.texts("train"), self.task.label_tensor("train").to(space.device)
         half = cfg.popsize // 2
