@@ -1,0 +1,55 @@
+"""The quality protocol's target arithmetic (benchmarks/bench_quality.py), on tables written by hand."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench_quality():
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("bench_quality")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _rows(**means: float) -> dict:
+    return {m: {"tests": [v - 1.0, v + 1.0], "wall": [1.0, 1.0], "curves": [[(100.0, 0.5)], [(100.0, 0.7)]]}
+            for m, v in means.items()}
+
+
+def test_targets_score_one_agent_on_every_task_not_the_best_per_task(bench_quality) -> None:
+    # sql wins task a by 10, ppo wins task b by 10: a per-task pick would credit "RL" +10 on
+    # both; each agent alone is +10 on one task and -5 on the other, so +2.5.
+    tables = {
+        "a": _rows(random=60, **{"lm-prior": 62}, sql=72, ppo=57, cma=61, pgpe=63),
+        "b": _rows(random=50, **{"lm-prior": 48}, sql=45, ppo=60, cma=55, pgpe=50),
+    }
+    figures: dict = {}
+    bench_quality.targets(tables, figures)
+    assert figures["target1_discrete_rl_agent"] in ("sql", "ppo")
+    assert figures["target1_mean_margin"] == pytest.approx(2.5)
+    assert figures["target1_tasks_above"] == 1
+    assert figures["a/sql/margin_over_search"] == pytest.approx(10.0)
+    assert figures["b/ppo/margin_over_search"] == pytest.approx(10.0)
+    # pgpe: +2 over max(cma, random) on a, -5 on b
+    assert figures["target3_soft_rl_agent"] == "pgpe"
+    assert figures["target3_soft_rl_margin"] == pytest.approx(-1.5)
+
+
+def test_an_agent_missing_on_a_task_is_not_ranked(bench_quality) -> None:
+    tables = {
+        "a": _rows(random=60, **{"lm-prior": 62}, sql=61, grpo=90),
+        "b": _rows(random=50, **{"lm-prior": 48}, sql=53),
+    }
+    figures: dict = {}
+    bench_quality.targets(tables, figures)
+    assert figures["target1_discrete_rl_agent"] == "sql"
+    assert figures["target1_mean_margin"] == pytest.approx(1.0)
