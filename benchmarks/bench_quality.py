@@ -124,7 +124,8 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def targets(tables: dict[str, dict[str, Any]], figures: dict[str, Any]) -> None:
-    """The RL issue's targets 1-4 on what is measured (a task counts only with all methods in it)."""
+    """The RL issue's targets 1-4 on what is measured: a task counts once its baselines ran, an agent
+    only if it ran on every such task."""
     disc_rows, soft_rows = [], []
     for task, rows in tables.items():
         if "random" not in rows or "lm-prior" not in rows:
