@@ -129,3 +129,18 @@ def draw(logits: torch.Tensor, temperature: float, top_k: int | None,
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, -1).cpu()
     return torch.multinomial(probs, 1, generator=generator).to(logits.device)
+
+
+@torch.no_grad()
+def next_token_logits(lm: Any, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, dict[str, int]]:
+    """The LM's next-token logits after each token sequence (one left-padded forward).
+
+    :param lm: a causal :class:`~rlprompt.lm.FrozenLM`.
+    :param sequences: N token-id sequences (each at least one token).
+    :returns: logits [N, V] (float32, CPU) and the LM cost, ``{"forward_tokens", "forward_calls"}``.
+    """
+    forward = DecoderForward(lm.model)
+    ids, mask = pad_left([list(s) for s in sequences], lm.tokenizer.pad_token_id, device=lm.device)
+    hidden, _, full = forward(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), last_only=True)
+    logits = forward.logits(hidden[:, -1], None if full is None else full[:, -1]).float().cpu()
+    return logits, {"forward_tokens": int(ids.numel()), "forward_calls": 1}

@@ -60,9 +60,29 @@ class DiscreteSB3Agent(SB3Agent, DiscreteAgent):
 
         kwargs = self._extractor_kwargs(self.env.vocab)
         kwargs.update(tie_head=self.config.tie_head, output_embeddings=self.engine.model.get_output_embeddings().weight,
-                      vocab=self.env.vocab)
+                      vocab=self.env.vocab, prior=self._prior() if self.config.prior else None)
         cls = LMMaskableActorCriticPolicy if self.policy_class == "maskable" else LMActorCriticPolicy
         return cls, kwargs
+
+    def _prior(self) -> Any:
+        """The :class:`~rlprompt.agents.rl.sb3.prior.PromptPrior` of ``prior=True``, its cost on the budget."""
+        from rlprompt.agents.rl.sb3.prior import PromptPrior
+        from rlprompt.agents.search.lm_prior import default_description, sampling_context
+        from rlprompt.errors import ConfigError
+
+        cfg = self.config
+        if self.engine.masked:
+            raise ConfigError(f"prior=True needs a causal LM; {self.engine.lm.name!r} is a masked LM")
+        train = self.task.texts("train")
+        example = train[int(np.random.default_rng(cfg.seed).integers(len(train)))]
+        context = sampling_context(self.task, cfg.prior_context, type(cfg)().prior_context)
+        text = context.format(description=cfg.description or default_description(self.task), example=example)
+
+        def charge(**cost: int) -> None:
+            if self.budget is not None:
+                self.budget.charge(**cost)
+
+        return PromptPrior(self.engine.lm, text, self.env.vocab, charge=charge)
 
     def _prompt_from_obs(self, obs: dict[str, np.ndarray]) -> tuple[Any, Any]:
         tokens = tuple(int(t) for t in self.env.vocab[np.asarray(obs["prompt"], dtype=np.int64)])

@@ -85,9 +85,21 @@ class DiscreteRLConfig(RLConfig):
     tie_head: bool = field(default=False, metadata={
         "help": "action head tied to the LM's output embeddings over the candidate vocabulary (learns slower; "
                 "similar tokens start alike)"})
+    prior: bool = field(default=False, metadata={
+        "help": "logits = the task LM's next-token log-probs after prior_context and the prompt so far + a "
+                "residual that starts at zero (the first policy is LM-prior sampling)"})
+    prior_context: str = field(default="{description}\n\n{example}", metadata={
+        "help": "what the prior's prompt continues: {description} and {example} (one training input, by seed)"})
+    description: str | None = field(default=None, metadata={
+        "help": "task description of the prior (default: built from the class names, as lm-prior)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        try:
+            self.prior_context.format(description="", example="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"prior_context {self.prior_context!r} is not a valid template ({exc}); use only "
+                              "{description} and {example}") from None
         if self.vocab not in ("words", "full"):
             raise ConfigError(f"vocab {self.vocab!r} is not known; use 'words' or 'full'")
         check_positive(self.max_vocab, "max_vocab", allow_none=True)

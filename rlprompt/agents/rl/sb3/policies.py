@@ -9,7 +9,9 @@ frozen-LM-plus-MLP policy.
 :class:`VocabHead` is an action head over the candidate vocabulary tied to the LM's
 output embeddings: ``logits = (W_vocab @ proj(latent)) / sqrt(H) + b``, so actions that
 the LM embeds alike start alike. :class:`LMActorCriticPolicy` (PPO, A2C) and
-:class:`LMMaskableActorCriticPolicy` (MaskablePPO) use it when ``tie_head=True``.
+:class:`LMMaskableActorCriticPolicy` (MaskablePPO) use it when ``tie_head=True``, and
+add the LM's own next-token log-probabilities to the logits when given a ``prior``
+(:mod:`rlprompt.agents.rl.sb3.prior`).
 
 Shapes: B batch, T prompt positions, H the LM's hidden size, K candidate tokens.
 """
@@ -27,6 +29,7 @@ from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from rlprompt.agents.rl.sb3.prior import PromptPrior
 from rlprompt.errors import ConfigError
 
 
@@ -140,41 +143,85 @@ def _tie_action_head(policy: Any, tie_head: bool, output_embeddings: torch.Tenso
     policy.optimizer = policy.optimizer_class(policy.parameters(), lr=lr_schedule(1), **policy.optimizer_kwargs)
 
 
-class LMActorCriticPolicy(MultiInputActorCriticPolicy):
-    """SB3's multi-input actor-critic (PPO, A2C) with an optional LM-tied action head.
+class _LMPolicy:
+    """What both LM actor-critics add to SB3's: the tied head and the LM prior.
+
+    With a ``prior`` the action logits are ``prior(prompt so far) + action_net(latent)`` and
+    ``action_net`` starts at zero, so the first policy is the LM's own distribution
+    (:mod:`rlprompt.agents.rl.sb3.prior`). SB3 builds every distribution in
+    ``_get_action_dist_from_latent``, which sees no observation: ``forward``,
+    ``evaluate_actions`` and ``get_distribution`` keep the observed prompt for it.
+    """
+
+    action_net: nn.Module
+    action_dist: Any
+
+    def _keep_options(self, tie_head: bool, output_embeddings: torch.Tensor | None, vocab: np.ndarray | None,
+                      prior: PromptPrior | None) -> None:
+        self._tie = (tie_head, output_embeddings, vocab)
+        self._prior = prior
+        self._prompt_now: torch.Tensor | None = None
+
+    def _build(self, lr_schedule: Any) -> None:
+        super()._build(lr_schedule)  # type: ignore[misc]
+        _tie_action_head(self, *self._tie, lr_schedule)
+        if self._prior is not None:
+            with torch.no_grad():
+                for param in self.action_net.parameters():
+                    param.zero_()
+
+    def _observe(self, obs: Any) -> None:
+        if self._prior is not None:
+            self._prompt_now = obs["prompt"]
+
+    def forward(self, obs: Any, *args: Any, **kwargs: Any) -> Any:
+        self._observe(obs)
+        return super().forward(obs, *args, **kwargs)  # type: ignore[misc]
+
+    def evaluate_actions(self, obs: Any, *args: Any, **kwargs: Any) -> Any:
+        self._observe(obs)
+        return super().evaluate_actions(obs, *args, **kwargs)  # type: ignore[misc]
+
+    def get_distribution(self, obs: Any, *args: Any, **kwargs: Any) -> Any:
+        self._observe(obs)
+        return super().get_distribution(obs, *args, **kwargs)  # type: ignore[misc]
+
+    def _get_action_dist_from_latent(self, latent_pi: torch.Tensor) -> Any:
+        logits = self.action_net(latent_pi)
+        if self._prior is not None and self._prompt_now is not None:
+            logits = logits + self._prior(self._prompt_now)
+        return self.action_dist.proba_distribution(action_logits=logits)
+
+
+class LMActorCriticPolicy(_LMPolicy, MultiInputActorCriticPolicy):
+    """SB3's multi-input actor-critic (PPO, A2C) with an optional LM-tied action head and LM prior.
 
     :param tie_head: use :class:`VocabHead` as the action head.
     :param output_embeddings: the LM's output embeddings [V, H] (for ``tie_head``).
     :param vocab: candidate token ids [K] (for ``tie_head``).
+    :param prior: the LM prior the logits add (None: none; see :class:`_LMPolicy`).
     :param args: SB3's ``MultiInputActorCriticPolicy`` arguments.
     :param kwargs: SB3's ``MultiInputActorCriticPolicy`` keyword arguments.
     """
 
     def __init__(self, *args: Any, tie_head: bool = False, output_embeddings: torch.Tensor | None = None,
-                 vocab: np.ndarray | None = None, **kwargs: Any) -> None:
-        self._tie = (tie_head, output_embeddings, vocab)
+                 vocab: np.ndarray | None = None, prior: PromptPrior | None = None, **kwargs: Any) -> None:
+        self._keep_options(tie_head, output_embeddings, vocab, prior)
         super().__init__(*args, **kwargs)
 
-    def _build(self, lr_schedule: Any) -> None:
-        super()._build(lr_schedule)
-        _tie_action_head(self, *self._tie, lr_schedule)
 
-
-class LMMaskableActorCriticPolicy(MaskableMultiInputActorCriticPolicy):
-    """sb3-contrib's maskable multi-input actor-critic with an optional LM-tied action head.
+class LMMaskableActorCriticPolicy(_LMPolicy, MaskableMultiInputActorCriticPolicy):
+    """sb3-contrib's maskable multi-input actor-critic with an optional LM-tied head and LM prior.
 
     :param tie_head: use :class:`VocabHead` as the action head.
     :param output_embeddings: the LM's output embeddings [V, H] (for ``tie_head``).
     :param vocab: candidate token ids [K] (for ``tie_head``).
+    :param prior: the LM prior the logits add (None: none; see :class:`_LMPolicy`).
     :param args: sb3-contrib's ``MaskableMultiInputActorCriticPolicy`` arguments.
     :param kwargs: its keyword arguments.
     """
 
     def __init__(self, *args: Any, tie_head: bool = False, output_embeddings: torch.Tensor | None = None,
-                 vocab: np.ndarray | None = None, **kwargs: Any) -> None:
-        self._tie = (tie_head, output_embeddings, vocab)
+                 vocab: np.ndarray | None = None, prior: PromptPrior | None = None, **kwargs: Any) -> None:
+        self._keep_options(tie_head, output_embeddings, vocab, prior)
         super().__init__(*args, **kwargs)
-
-    def _build(self, lr_schedule: Any) -> None:
-        super()._build(lr_schedule)
-        _tie_action_head(self, *self._tie, lr_schedule)

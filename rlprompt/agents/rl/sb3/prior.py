@@ -1,0 +1,87 @@
+"""The LM prior of a discrete SB3 policy: where RL starts when it starts at LM-prior sampling.
+
+With ``prior=True`` a discrete agent's action logits are
+``log p_LM(vocab | context + prompt so far) + residual(features)``, the residual head
+initialised at zero. Its first policy is the task LM's own next-token distribution over the
+candidate vocabulary, as LM-prior sampling draws from, and PPO learns a tilt of it (RLPrompt's
+frozen-LM-plus-MLP policy, StablePrompt's anchored policy; soft Q-learning and GRPO start
+the same way). Without it PPO starts uniform over 4,096 words, which at 1,000 evaluations
+is random search with extra steps (docs/benchmarks.md).
+
+:class:`PromptPrior` computes ``log p_LM`` per prompt prefix, once: a rollout's prefixes are
+read again by every PPO epoch, so a bounded cache keyed by the prefix holds them. Its LM
+tokens are charged to the budget's forward tokens, as LM-prior sampling's are.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlprompt.lm.sampling import next_token_logits
+
+Charge = Callable[..., None]
+"""``charge(forward_tokens=..., forward_calls=...)``: where the prior's LM cost goes."""
+
+
+class PromptPrior:
+    """``log p_LM(a | context, prompt so far)`` over the candidate vocabulary [K], per prompt.
+
+    :param lm: the causal task LM (a :class:`~rlprompt.lm.FrozenLM`).
+    :param context: the text the prompt continues (a task description and a training input).
+    :param vocab: candidate token ids [K]; action ``a`` is token ``vocab[a]``.
+    :param charge: called with the LM cost of each forward (None: not metered).
+    :param cache_size: prefixes kept (each ``K`` floats).
+    :param chunk: prefixes per LM forward.
+    """
+
+    def __init__(self, lm: Any, context: str, vocab: np.ndarray, *, charge: Charge | None = None,
+                 cache_size: int = 4096, chunk: int = 64) -> None:
+        self.lm = lm
+        self.context_ids = list(lm.tokenizer(context).input_ids) or [lm.tokenizer.eos_token_id or 0]
+        self.vocab = np.asarray(vocab, dtype=np.int64)
+        self._vocab_t = torch.as_tensor(self.vocab)
+        self.charge = charge
+        self.cache_size = cache_size
+        self.chunk = chunk
+        self._cache: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
+
+    def __call__(self, prompt: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities [B, K] (float32, on ``prompt``'s device) of the next action.
+
+        :param prompt: candidate indices written so far [B, T] (-1 at empty positions, which
+            follow the written ones).
+        """
+        keys = [tuple(int(i) for i in row if i >= 0) for row in prompt.long().cpu().tolist()]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._cache))
+        for start in range(0, len(missing), self.chunk):
+            self._compute(missing[start:start + self.chunk])
+        out = torch.stack([self._lookup(k) for k in keys])
+        return out.to(prompt.device)
+
+    def _lookup(self, key: tuple[int, ...]) -> torch.Tensor:
+        value = self._cache.get(key)
+        if value is None:  # evicted by this very call (more prefixes than the cache holds)
+            self._compute([key])
+            value = self._cache[key]
+        self._cache.move_to_end(key)
+        return value
+
+    def _compute(self, keys: list[tuple[int, ...]]) -> None:
+        seqs = [self.context_ids + self.vocab[list(k)].tolist() for k in keys]
+        logits, cost = next_token_logits(self.lm, seqs)
+        if self.charge is not None:
+            self.charge(**cost)
+        logp = torch.log_softmax(logits[:, self._vocab_t], -1)  # a distribution over the K actions
+        for key, row in zip(keys, logp, strict=True):
+            self._cache[key] = row.clone()
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget the cached prefixes."""
+        self._cache.clear()
