@@ -86,9 +86,10 @@ def test_sql_learns_the_sequence(seq_engine, great_task):
     assert agent.budget.used <= BUDGET
 
 
-def test_ppo_finds_the_sequence(seq_engine, great_task):
+@pytest.mark.parametrize("prior", [False, True], ids=["uniform-start", "lm-prior-start"])
+def test_ppo_finds_the_sequence(seq_engine, great_task, prior):
     cfg = sb3.PPOAgent.config_class(seed=0, prompt_length=3, reward="log-likelihood", n_envs=16,
-                                    examples_per_episode=None, max_vocab=WORDS, learning_rate=3e-3)
+                                    examples_per_episode=None, max_vocab=WORDS, learning_rate=3e-3, prior=prior)
     agent = sb3.PPOAgent(seq_engine, great_task, cfg)
     agent.learn(BUDGET, progress=False)
     assert best_matches(agent) == 3, agent.describe(agent.predict())
