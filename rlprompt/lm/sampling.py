@@ -132,15 +132,24 @@ def draw(logits: torch.Tensor, temperature: float, top_k: int | None,
 
 
 @torch.no_grad()
-def next_token_logits(lm: Any, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, dict[str, int]]:
+def next_token_logits(lm: Any, sequences: Sequence[Sequence[int]],
+                      tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, int]]:
     """The LM's next-token logits after each token sequence (one left-padded forward).
 
     :param lm: a causal :class:`~rlprompt.lm.FrozenLM`.
     :param sequences: N token-id sequences (each at least one token).
-    :returns: logits [N, V] (float32, CPU) and the LM cost, ``{"forward_tokens", "forward_calls"}``.
+    :param tokens: token ids [K] to read (None: the whole vocabulary); only their rows of the
+        output head are multiplied.
+    :returns: logits [N, K] or [N, V] (float32, CPU) and the LM cost, ``{"forward_tokens", "forward_calls"}``.
     """
     forward = DecoderForward(lm.model)
     ids, mask = pad_left([list(s) for s in sequences], lm.tokenizer.pad_token_id, device=lm.device)
     hidden, _, full = forward(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), last_only=True)
-    logits = forward.logits(hidden[:, -1], None if full is None else full[:, -1]).float().cpu()
-    return logits, {"forward_tokens": int(ids.numel()), "forward_calls": 1}
+    cost = {"forward_tokens": int(ids.numel()), "forward_calls": 1}
+    if tokens is None or full is not None:
+        logits = forward.logits(hidden[:, -1], None if full is None else full[:, -1])
+        return (logits if tokens is None else logits[:, tokens.to(logits.device)]).float().cpu(), cost
+    head = forward.head
+    idx = tokens.to(head.weight.device)
+    bias = None if head.bias is None else head.bias[idx]
+    return torch.nn.functional.linear(hidden[:, -1], head.weight[idx], bias).float().cpu(), cost

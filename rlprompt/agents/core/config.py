@@ -33,6 +33,18 @@ def enum_choice(kind: type[E], value: Any, name: str) -> E:
         raise ConfigError(f"{name} {value!r} is not known; choose one of {choices}") from None
 
 
+def check_context(text: str, name: str = "context") -> None:
+    """A sampling context must be a format string whose only fields are ``{description}`` and ``{example}``.
+
+    :raises ConfigError: another field, or unbalanced braces.
+    """
+    try:
+        text.format(description="", example="")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"{name} {text!r} is not a valid template ({exc}); use only {{description}} and "
+                          "{example} as fields (double other braces)") from None
+
+
 def check_positive(value: Any, name: str, *, allow_none: bool = False, integer: bool = True) -> None:
     """Raise a ConfigError unless ``value`` is a positive int (or float), or None when allowed."""
     if value is None and allow_none:

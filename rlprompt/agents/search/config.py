@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from rlprompt.agents.core.config import AgentConfig, check_positive, enum_choice
+from rlprompt.agents.core.config import AgentConfig, check_context, check_positive, enum_choice
 from rlprompt.errors import ConfigError
 from rlprompt.lm.template import Placement
 
@@ -128,10 +128,4 @@ class LMPriorConfig(DiscreteSearchConfig):
         super().__post_init__()
         check_positive(self.temperature, "temperature", integer=False)
         check_positive(self.top_k, "top_k", allow_none=True)
-        try:
-            self.context.format(description="", example="")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(
-                f"context {self.context!r} is not a valid template ({exc}); use only {{description}} and "
-                "{example} as fields (double other braces)"
-            ) from None
+        check_context(self.context)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlprompt.agents.core.config import AgentConfig, check_positive, enum_choice
+from rlprompt.agents.core.config import AgentConfig, check_context, check_positive, enum_choice
 from rlprompt.agents.search.config import SoftStart, SoftStartOptions
 from rlprompt.errors import ConfigError
 from rlprompt.lm.template import Placement
@@ -95,11 +95,7 @@ class DiscreteRLConfig(RLConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        try:
-            self.prior_context.format(description="", example="")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(f"prior_context {self.prior_context!r} is not a valid template ({exc}); use only "
-                              "{description} and {example}") from None
+        check_context(self.prior_context, "prior_context")
         if self.vocab not in ("words", "full"):
             raise ConfigError(f"vocab {self.vocab!r} is not known; use 'words' or 'full'")
         check_positive(self.max_vocab, "max_vocab", allow_none=True)

@@ -73,15 +73,11 @@ class PromptPrior:
 
     def _compute(self, keys: list[tuple[int, ...]]) -> None:
         seqs = [self.context_ids + self.vocab[list(k)].tolist() for k in keys]
-        logits, cost = next_token_logits(self.lm, seqs)
+        logits, cost = next_token_logits(self.lm, seqs, self._vocab_t)  # [N, K]: the candidates' rows only
         if self.charge is not None:
             self.charge(**cost)
-        logp = torch.log_softmax(logits[:, self._vocab_t], -1)  # a distribution over the K actions
+        logp = torch.log_softmax(logits, -1)  # a distribution over the K actions
         for key, row in zip(keys, logp, strict=True):
             self._cache[key] = row.clone()
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
-
-    def clear(self) -> None:
-        """Forget the cached prefixes."""
-        self._cache.clear()

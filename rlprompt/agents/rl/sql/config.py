@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from rlprompt.agents.core.config import AgentConfig, check_positive, enum_choice
+from rlprompt.agents.core.config import AgentConfig, check_context, check_positive, enum_choice
 from rlprompt.errors import ConfigError
 
 
@@ -105,8 +105,4 @@ class SQLConfig(AgentConfig):
             raise ConfigError(f"vocab {self.vocab!r} is not known; use 'full' or 'words'")
         if self.batch_size < 2 and self.reward_norm is RewardNorm.BATCH:
             raise ConfigError("reward_norm='batch' needs batch_size >= 2; raise batch_size or use 'running'")
-        try:
-            self.context.format(description="", example="")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(f"context {self.context!r} is not a valid template ({exc}); use only "
-                              "{description} and {example}") from None
+        check_context(self.context)
