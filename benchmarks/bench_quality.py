@@ -21,6 +21,7 @@ Run: ``python benchmarks/bench_quality.py [--tasks sst-2] [--methods ...] [--rep
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -41,6 +42,13 @@ TEST_SAMPLE = {"agnews": 2000}  # the rest: the full test split
 METHODS = ["manual", "random", "lm-prior", "cma", "soft-prompt", "sql", "ppo", "sac", "pgpe"]
 DISCRETE_RL = ["sql", "ppo", "grpo", "a2c", "maskable-ppo"]
 SOFT_RL = ["sac", "ppo-soft", "td3", "pgpe"]
+# the README table's row names (``--markdown``); a variant (``--with``) is named after its method
+LABELS = {"manual": "manual prompt", "random": "random search", "lm-prior": "LM-prior sampling",
+          "sql": "soft Q-learning (discrete RL)", "ppo": "PPO (SB3, discrete RL)", "grpo": "GRPO (TRL, discrete RL)",
+          "cma": "CMA-ES (soft)", "soft-prompt": "soft prompt tuning (gradient)",
+          "sac": "SAC (soft RL, `init=lm-prior`)", "pgpe": "PGPE (soft RL)"}
+COLUMNS = {"sst-2": "SST-2 (1,821)", "sst-5": "SST-5 (2,210)", "agnews": "AG News (2,000 of 7,600)",
+           "trec": "TREC (500)"}
 
 
 def run_task(task: str, args: argparse.Namespace) -> None:
@@ -60,16 +68,22 @@ def run_task(task: str, args: argparse.Namespace) -> None:
           f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 
 
-def read_task(folder: Path) -> dict[str, dict[str, Any]]:
-    """method -> {"tests": [...], "seeds": [...], "wall": [...]} from a task's results.jsonl."""
+def read_task(folder: Path, suffix: str = "") -> dict[str, dict[str, Any]]:
+    """method -> {"tests": [...], "seeds": [...], "wall": [...]} from a task's results.jsonl; with
+    ``suffix`` the methods are named ``<method>-<suffix>`` (a variant run in its own folder)."""
     from rlprompt.experiments.results import ResultsLog
     from rlprompt.experiments.runner import FINISHED
 
     out: dict[str, dict[str, Any]] = {}
+    config = folder / "config.json"
+    options = json.loads(config.read_text(encoding="utf-8")).get("options") or {} if config.exists() else {}
     for (method, seed), r in sorted(ResultsLog(folder).latest().items()):
         if r.get("status") not in FINISHED or r.get("test_accuracy") is None:
             continue
-        row = out.setdefault(method, {"tests": [], "seeds": [], "wall": [], "curves": []})
+        name = f"{method}-{suffix}" if suffix else method
+        sets = " ".join(f"--set {method}.{k}={v}" for k, v in (options.get(method) or {}).items())
+        row = out.setdefault(name, {"tests": [], "seeds": [], "wall": [], "curves": [], "family": method,
+                                    "variant": f"`{sets}`" if suffix and sets else suffix})
         row["curves"].append([(float(x), float(y)) for x, y in r.get("curve") or []])
         row["tests"].append(100 * float(r["test_accuracy"]))
         row["seeds"].append(seed)
@@ -88,7 +102,13 @@ def mean(values: list[float]) -> float:
 
 def report(args: argparse.Namespace) -> dict[str, Any]:
     tables = {task: read_task(args.out / task) for task in args.tasks}
-    methods = sorted({m for t in tables.values() for m in t}, key=lambda m: (m not in METHODS, m))
+    for suffix, folder in args.variants:
+        for task in args.tasks:
+            tables[task].update(read_task(folder / task, suffix))
+    order = ["manual", "random", "lm-prior", "sql", "ppo", "grpo", "a2c", "maskable-ppo", "cma", "soft-prompt",
+             *SOFT_RL]
+    family = {m: r["family"] for t in tables.values() for m, r in t.items()}
+    methods = sorted(family, key=lambda m: (order.index(family[m]) if family[m] in order else len(order), m))
     figures: dict[str, Any] = {"budget": args.budget, "seeds": ",".join(map(str, args.seeds))}
     wall = 0.0
     for task, rows in tables.items():
@@ -119,8 +139,39 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
                 figures[f"wins/{a}/{b}"] = wins
         print(f"{a:<14}" + "".join(f"{c:>9}" for c in cells))
     targets(tables, figures)
+    if args.markdown:
+        args.markdown.write_text(markdown_table(tables, methods, len(args.seeds)), encoding="utf-8")
+        print(f"\nthe README table: {args.markdown}")
     print(f"\nwall time of the runs so far: {figures['wall_hours']:.1f} h")
     return figures
+
+
+def markdown_table(tables: dict[str, dict[str, Any]], methods: list[str], seeds: int) -> str:
+    """The README's "Which method should I use?" table: mean (std) per task, the best per task in bold,
+    fewer seeds than the protocol's marked, and the mean of the tasks where a method ran on all."""
+    def label(m: str) -> str:
+        row = next(t[m] for t in tables.values() if m in t)
+        name = LABELS.get(row["family"], row["family"])
+        return f"{name}, {row['variant']}" if row["variant"] else name
+
+    best = {task: max((mean(r["tests"]) for r in rows.values()), default=math.nan) for task, rows in tables.items()}
+    lines = ["| test acc %, mean (std) over seeds | " + " | ".join(COLUMNS.get(t, t) for t in tables)
+             + f" | mean of {len(tables)} |", "|---" * (len(tables) + 2) + "|"]
+    for m in methods:
+        cells, values = [], []
+        for task, rows in tables.items():
+            if m not in rows:
+                cells.append("-")
+                continue
+            tests = rows[m]["tests"]
+            cell = f"{mean(tests):.1f}" + (f" ({statistics.stdev(tests):.1f})" if len(tests) > 1 else "")
+            if len(tests) < seeds:
+                cell += f" [{len(tests)} seed{'s' if len(tests) > 1 else ''}]"
+            cells.append(f"**{cell}**" if mean(tests) == best[task] else cell)
+            values.append(mean(tests))
+        overall = f"{mean(values):.1f}" if len(values) == len(tables) else "-"
+        lines.append(f"| {label(m)} | " + " | ".join(cells) + f" | {overall} |")
+    return "\n".join(lines) + "\n"
 
 
 def targets(tables: dict[str, dict[str, Any]], figures: dict[str, Any]) -> None:
@@ -132,15 +183,15 @@ def targets(tables: dict[str, dict[str, Any]], figures: dict[str, Any]) -> None:
             continue
         # targets 1 and 3 are about one agent: its margin on every task, not the best agent per task
         bar = max(mean(rows["random"]["tests"]), mean(rows["lm-prior"]["tests"]))
-        disc_rows.append({m: mean(rows[m]["tests"]) - bar for m in DISCRETE_RL if m in rows})
+        disc_rows.append({m: mean(r["tests"]) - bar for m, r in rows.items() if r["family"] in DISCRETE_RL})
         for m, margin in disc_rows[-1].items():
             figures[f"{task}/{m}/margin_over_search"] = round(margin, 2)
         if "cma" in rows:
             bar = max(mean(rows["cma"]["tests"]), mean(rows["random"]["tests"]))
-            soft_rows.append({m: mean(rows[m]["tests"]) - bar for m in SOFT_RL if m in rows})
+            soft_rows.append({m: mean(r["tests"]) - bar for m, r in rows.items() if r["family"] in SOFT_RL})
     print("\ntargets (on the tasks measured so far):")
     # an agent counts only where it ran on every task of the comparison
-    disc = {m: [r[m] for r in disc_rows] for m in DISCRETE_RL if disc_rows and all(m in r for r in disc_rows)}
+    disc = {m: [r[m] for r in disc_rows] for m in disc_rows[0] if all(m in r for r in disc_rows)} if disc_rows else {}
     if disc:
         best = max(disc, key=lambda m: mean(disc[m]))
         figures["target1_discrete_rl_agent"] = best
@@ -151,14 +202,15 @@ def targets(tables: dict[str, dict[str, Any]], figures: dict[str, Any]) -> None:
         print(f"  1. discrete RL agent minus max(random, LM-prior), mean over {len(disc_rows)} tasks: {each} "
               "(target: every task, mean >= +2)")
     if "sst-2" in tables:  # targets 2 and 4 ask for "the RL agent": discrete or soft
-        rl = [m for m in DISCRETE_RL + SOFT_RL if m in tables["sst-2"]]
+        rl = [m for m, r in tables["sst-2"].items() if r["family"] in DISCRETE_RL + SOFT_RL]
         if rl:
             best2 = max(rl, key=lambda m: mean(tables["sst-2"][m]["tests"]))
             figures["target2_sst2_best_rl"] = round(mean(tables["sst-2"][best2]["tests"]), 2)
             figures["target2_sst2_best_rl_agent"] = best2
             print(f"  2. SST-2 best RL agent {best2} {figures['target2_sst2_best_rl']:.1f}% (target >= 82)")
     # an agent counts only where it ran on every task that has CMA-ES
-    soft_margins = {m: mean([r[m] for r in soft_rows]) for m in SOFT_RL if soft_rows and all(m in r for r in soft_rows)}
+    soft_margins = ({m: mean([r[m] for r in soft_rows]) for m in soft_rows[0] if all(m in r for r in soft_rows)}
+                    if soft_rows else {})
     if soft_margins:
         best = max(soft_margins, key=soft_margins.get)
         figures["target3_soft_rl_agent"] = best
@@ -167,7 +219,7 @@ def targets(tables: dict[str, dict[str, Any]], figures: dict[str, Any]) -> None:
         print(f"  3. soft-vector RL agent minus max(CMA-ES, random), mean over {len(soft_rows)} tasks: {each} "
               f"(target > 0)")
     sst2 = tables.get("sst-2", {})
-    rl4 = [m for m in DISCRETE_RL + SOFT_RL if m in sst2]
+    rl4 = [m for m, r in sst2.items() if r["family"] in DISCRETE_RL + SOFT_RL]
     if rl4 and "lm-prior" in sst2:
         at = {m: 100 * mean([best_dev_at(c, 300) for c in sst2[m]["curves"]]) for m in [*rl4, "lm-prior"]}
         best = max(rl4, key=lambda m: at[m])
@@ -175,6 +227,15 @@ def targets(tables: dict[str, dict[str, Any]], figures: dict[str, Any]) -> None:
             round(at[best], 2), round(at["lm-prior"], 2))
         print(f"  4. SST-2 best-so-far dev at 300 evaluations, mean over seeds: {best} {at[best]:.1f}% vs "
               f"LM-prior {at['lm-prior']:.1f}% (target: at or above)")
+
+
+def variant(text: str) -> tuple[str, Path]:
+    """``SUFFIX=FOLDER`` of ``--with``."""
+    suffix, sep, folder = text.partition("=")
+    if not sep or not suffix or not folder:
+        raise argparse.ArgumentTypeError(
+            f"expected SUFFIX=FOLDER, e.g. prior=benchmarks/results/quality-ppo-prior; got {text!r}")
+    return suffix, Path(folder)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -188,6 +249,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--set", action="append", metavar="METHOD.NAME=VALUE",
                         help="an option of one method (rlprompt compare --set); a method keeps the options "
                              "it was first run with in a folder")
+    parser.add_argument("--with", dest="variants", action="append", default=[], type=variant,
+                        metavar="SUFFIX=FOLDER", help="report also the runs of another protocol folder (a variant "
+                        "run with other --set options), its methods named <method>-SUFFIX")
+    parser.add_argument("--markdown", type=Path, help="also write the README's table (markdown) to this file")
     args = parser.parse_args(argv)
     if not args.report:
         for task in args.tasks:

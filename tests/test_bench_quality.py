@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -21,8 +22,8 @@ def bench_quality():
 
 
 def _rows(**means: float) -> dict:
-    return {m: {"tests": [v - 1.0, v + 1.0], "wall": [1.0, 1.0], "curves": [[(100.0, 0.5)], [(100.0, 0.7)]]}
-            for m, v in means.items()}
+    return {m: {"tests": [v - 1.0, v + 1.0], "wall": [1.0, 1.0], "curves": [[(100.0, 0.5)], [(100.0, 0.7)]],
+                "family": m, "variant": ""} for m, v in means.items()}
 
 
 def test_targets_score_one_agent_on_every_task_not_the_best_per_task(bench_quality) -> None:
@@ -53,3 +54,25 @@ def test_an_agent_missing_on_a_task_is_not_ranked(bench_quality) -> None:
     bench_quality.targets(tables, figures)
     assert figures["target1_discrete_rl_agent"] == "sql"
     assert figures["target1_mean_margin"] == pytest.approx(1.0)
+
+
+def test_a_variant_folder_is_ranked_as_its_method_and_named_in_the_table(bench_quality, tmp_path) -> None:
+    # the variant's folder: one ppo run with prior=true, read as "ppo-prior", an RL agent like ppo
+    folder = tmp_path / "variant" / "a"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"options": {"ppo": {"prior": "true"}}}))
+    record = {"method": "ppo", "seed": 42, "status": "completed", "test_accuracy": 0.7, "wall_seconds": 3.0,
+              "curve": [[10.0, 0.6]]}
+    (folder / "results.jsonl").write_text(json.dumps(record) + "\n")
+    tables = {"a": _rows(random=60, **{"lm-prior": 62}, ppo=50)}
+    tables["a"].update(bench_quality.read_task(folder, "prior"))
+    assert tables["a"]["ppo-prior"]["tests"] == [pytest.approx(70.0)]
+    figures: dict = {}
+    bench_quality.targets(tables, figures)
+    assert figures["target1_discrete_rl_agent"] == "ppo-prior"
+    assert figures["target1_mean_margin"] == pytest.approx(8.0)
+    table = bench_quality.markdown_table(tables, ["random", "lm-prior", "ppo", "ppo-prior"], seeds=3)
+    assert "| PPO (SB3, discrete RL), `--set ppo.prior=true` | **70.0 [1 seed]** | 70.0 |" in table
+    assert "| random search | 60.0 (1.4) [2 seeds] | 60.0 |" in table
+    with pytest.raises(SystemExit):
+        bench_quality.main(["--report", "--with", "prior"])  # SUFFIX=FOLDER, not a bare name
