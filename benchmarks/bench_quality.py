@@ -174,16 +174,27 @@ def markdown_table(tables: dict[str, dict[str, Any]], methods: list[str], seeds:
     return "\n".join(lines) + "\n"
 
 
+def margin_se(agent: list[float], bar: list[float]) -> float:
+    """Standard error of the difference of two seed means (NaN with fewer than two seeds on a side):
+    how far a margin can move by the choice of seeds alone."""
+    if len(agent) < 2 or len(bar) < 2:
+        return math.nan
+    return math.sqrt(statistics.variance(agent) / len(agent) + statistics.variance(bar) / len(bar))
+
+
 def targets(tables: dict[str, dict[str, Any]], figures: dict[str, Any]) -> None:
     """The RL issue's targets 1-4 on what is measured: a task counts once its baselines ran, an agent
     only if it ran on every such task."""
-    disc_rows, soft_rows = [], []
+    disc_rows, soft_rows, disc_se = [], [], []
     for task, rows in tables.items():
         if "random" not in rows or "lm-prior" not in rows:
             continue
         # targets 1 and 3 are about one agent: its margin on every task, not the best agent per task
-        bar = max(mean(rows["random"]["tests"]), mean(rows["lm-prior"]["tests"]))
+        bar_method = max(("random", "lm-prior"), key=lambda b: mean(rows[b]["tests"]))
+        bar = mean(rows[bar_method]["tests"])
         disc_rows.append({m: mean(r["tests"]) - bar for m, r in rows.items() if r["family"] in DISCRETE_RL})
+        disc_se.append({m: margin_se(r["tests"], rows[bar_method]["tests"]) for m, r in rows.items()
+                        if r["family"] in DISCRETE_RL})
         for m, margin in disc_rows[-1].items():
             figures[f"{task}/{m}/margin_over_search"] = round(margin, 2)
         if "cma" in rows:
@@ -197,7 +208,10 @@ def targets(tables: dict[str, dict[str, Any]], figures: dict[str, Any]) -> None:
         figures["target1_discrete_rl_agent"] = best
         figures["target1_mean_margin"] = round(mean(disc[best]), 2)
         figures["target1_tasks_above"] = sum(v > 0 for v in disc[best])
-        each = ", ".join(f"{m} {mean(v):+.1f} ({sum(x > 0 for x in v)}/{len(v)} tasks above)"
+        # the standard error of a mean margin over T tasks: sqrt(sum of the tasks' SE^2) / T
+        se = {m: math.sqrt(sum(r[m] ** 2 for r in disc_se)) / len(disc_se) for m in disc}
+        figures["target1_mean_margin_se"] = round(se[best], 2)
+        each = ", ".join(f"{m} {mean(v):+.1f} (SE {se[m]:.1f}; {sum(x > 0 for x in v)}/{len(v)} tasks above)"
                          for m, v in sorted(disc.items(), key=lambda kv: -mean(kv[1])))
         print(f"  1. discrete RL agent minus max(random, LM-prior), mean over {len(disc_rows)} tasks: {each} "
               "(target: every task, mean >= +2)")

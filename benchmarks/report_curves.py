@@ -12,6 +12,7 @@ benchmarks/results/ablation-sql/* --at 300,1000``
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,14 @@ from rlprompt.io import write_json
 
 
 def spread(values: list[float]) -> str:
-    """``mean (std)`` of percentages."""
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.1f} ({std:.1f})"
+    """``mean (std)`` of percentages; a run with no dev check yet at that budget (NaN) is left out
+    and counted as ``[n of m runs]``."""
+    measured = [v for v in values if not math.isnan(v)]
+    if not measured:
+        return "-"
+    std = statistics.stdev(measured) if len(measured) > 1 else 0.0
+    missing = f" [{len(measured)} of {len(values)} runs]" if len(measured) < len(values) else ""
+    return f"{statistics.fmean(measured):.1f} ({std:.1f}){missing}"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -43,7 +49,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(" | ".join([folder.name, method, ",".join(map(str, row["seeds"])), *cells]))
             key = f"{folder.name}.{method}"
             for b, d in zip(args.at, devs, strict=True):
-                figures[f"{key}.dev_at_{b}"] = statistics.fmean(d)
+                measured = [v for v in d if not math.isnan(v)]
+                figures[f"{key}.dev_at_{b}"] = statistics.fmean(measured) if measured else None
             figures[f"{key}.test"] = statistics.fmean(row["tests"])
     if args.json:
         write_json(args.json, figures)

@@ -38,6 +38,8 @@ def test_targets_score_one_agent_on_every_task_not_the_best_per_task(bench_quali
     assert figures["target1_discrete_rl_agent"] in ("sql", "ppo")
     assert figures["target1_mean_margin"] == pytest.approx(2.5)
     assert figures["target1_tasks_above"] == 1
+    # each task: seeds {v-1, v+1} on both sides, SE sqrt(2/2 + 2/2); over two tasks sqrt(2 + 2) / 2
+    assert figures["target1_mean_margin_se"] == pytest.approx(1.0)
     assert figures["a/sql/margin_over_search"] == pytest.approx(10.0)
     assert figures["b/ppo/margin_over_search"] == pytest.approx(10.0)
     # pgpe: +2 over max(cma, random) on a, -5 on b
