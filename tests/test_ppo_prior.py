@@ -39,9 +39,24 @@ def test_prompt_prior_matches_a_plain_forward_and_caches_prefixes(tiny_lm):
     for row, prefix in zip(out, [[], [5], [5, 7], [5]], strict=True):
         expected = lm_logprobs(tiny_lm, "Is it good?\n\nA fine film.", vocab[prefix].tolist(), vocab)
         assert torch.allclose(row, expected, atol=1e-4)
-    assert len(spent) == 1 and spent[0] > 0  # three distinct prefixes, one forward
+    # the context once, then the two non-empty prefixes only (left-padded to 2 tokens each)
+    context_tokens = len(tiny_lm.tokenizer("Is it good?\n\nA fine film.").input_ids)
+    assert spent == [context_tokens, 4]
     prior(prompt[:2])
-    assert len(spent) == 1  # all cached: no LM call
+    assert len(spent) == 2  # all cached: no LM call
+
+
+def test_prompt_prior_of_several_contexts_is_their_mixture(tiny_lm):
+    vocab = np.arange(10, 74)
+    contexts = ["Is it good?\n\nA fine film.", "Is it good?\n\nA dull plot and worse acting."]
+    mixed = PromptPrior(tiny_lm, contexts, vocab)(torch.tensor([[-1, -1], [3, -1], [3, 9]]))
+    for row, prefix in zip(mixed, [[], [3], [3, 9]], strict=True):
+        each = torch.stack([lm_logprobs(tiny_lm, c, vocab[prefix].tolist(), vocab) for c in contexts])
+        expected = torch.log(each.exp().mean(0))
+        assert torch.allclose(row, expected, atol=1e-4)
+        assert torch.allclose(row.exp().sum(), torch.tensor(1.0), atol=1e-4)
+    with pytest.raises(ValueError, match="at least one context"):
+        PromptPrior(tiny_lm, [], vocab)
 
 
 def test_prompt_prior_cache_is_bounded(tiny_lm):
@@ -65,6 +80,18 @@ def test_ppo_with_prior_starts_at_the_lm_distribution(great_engine, great_task):
     assert not np.allclose(sb3_first_step_probs(plain), expected, atol=1e-3)
 
 
+def test_ppo_prior_over_several_training_inputs(great_engine, great_task):
+    one = sb3.PPOAgent(great_engine, great_task, sb3.PPOConfig(seed=3, n_envs=2, prompt_length=3, prior=True, **VOCAB))
+    three = sb3.PPOAgent(great_engine, great_task, sb3.PPOConfig(seed=3, n_envs=2, prompt_length=3, prior=True,
+                                                                 prior_examples=3, **VOCAB))
+    decode = great_engine.lm.tokenizer.decode
+    contexts = [decode(ids) for ids in three.model.policy._prior.contexts_ids]
+    assert len(set(contexts)) == 3  # three distinct training inputs
+    assert contexts[0] == prior_text(one)  # the first is the one-input prior's: old runs keep their prior
+    expected = torch.stack([lm_logprobs(great_engine.lm, c, [], three.env.vocab) for c in contexts]).exp().mean(0)
+    assert np.allclose(sb3_first_step_probs(three), expected.numpy(), atol=1e-5)
+
+
 def prior_text(agent) -> str:
     """The prior's context text, decoded from its token ids."""
     return agent.engine.lm.tokenizer.decode(agent.model.policy._prior.context_ids)
@@ -86,3 +113,5 @@ def test_ppo_with_prior_learns_the_right_token_and_meters_the_prior(great_engine
 def test_prior_config_errors(great_engine, great_task):
     with pytest.raises(ConfigError, match="prior_context"):
         sb3.PPOConfig(prior=True, prior_context="{nope}")
+    with pytest.raises(ConfigError, match="prior_examples"):
+        sb3.PPOConfig(prior=True, prior_examples=0)

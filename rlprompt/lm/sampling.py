@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from rlprompt.lm.padding import pad_left, position_ids
-from rlprompt.lm.transformers_compat import DecoderForward
+from rlprompt.lm.transformers_compat import DecoderForward, cache_tensors, make_cache
 
 LogitAdjust = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``adjust(logits, hidden) -> logits``: the LM's next-token logits [N, V] (float32, with
@@ -146,10 +146,68 @@ def next_token_logits(lm: Any, sequences: Sequence[Sequence[int]],
     ids, mask = pad_left([list(s) for s in sequences], lm.tokenizer.pad_token_id, device=lm.device)
     hidden, _, full = forward(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), last_only=True)
     cost = {"forward_tokens": int(ids.numel()), "forward_calls": 1}
+    return _read_logits(forward, hidden[:, -1], None if full is None else full[:, -1], tokens), cost
+
+
+def _read_logits(forward: DecoderForward, hidden: torch.Tensor, full: torch.Tensor | None,
+                 tokens: torch.Tensor | None) -> torch.Tensor:
+    """Logits [N, K] (or [N, V]; float32, CPU) of last hidden rows [N, H]: the ``tokens``' rows of the
+    head only, or the model's own logits [N, V] when it ran whole."""
     if tokens is None or full is not None:
-        logits = forward.logits(hidden[:, -1], None if full is None else full[:, -1])
-        return (logits if tokens is None else logits[:, tokens.to(logits.device)]).float().cpu(), cost
+        logits = forward.logits(hidden, full)
+        return (logits if tokens is None else logits[:, tokens.to(logits.device)]).float().cpu()
     head = forward.head
     idx = tokens.to(head.weight.device)
     bias = None if head.bias is None else head.bias[idx]
-    return torch.nn.functional.linear(hidden[:, -1], head.weight[idx], bias).float().cpu(), cost
+    return torch.nn.functional.linear(hidden, head.weight[idx], bias).float().cpu()
+
+
+class ContextLogits:
+    """Next-token logits after one fixed context followed by each of many short token sequences.
+
+    The context runs once; its key/value cache is shared by every call, so a call runs only the
+    sequences' own tokens (a prompt prior reads thousands of prefixes of at most a few tokens
+    after the same context of tens). Equal to :func:`next_token_logits` on ``context + sequence``
+    up to rounding.
+
+    :param lm: a causal :class:`~rlprompt.lm.FrozenLM`.
+    :param context: the context's token ids (at least one).
+    :param tokens: token ids [K] to read (None: the whole vocabulary).
+    """
+
+    @torch.no_grad()
+    def __init__(self, lm: Any, context: Sequence[int], tokens: torch.Tensor | None = None) -> None:
+        if not context:
+            raise ValueError("ContextLogits needs a context of at least one token")
+        self.lm, self.tokens = lm, tokens
+        self.forward = DecoderForward(lm.model)
+        ids = torch.tensor([list(context)], dtype=torch.long, device=lm.device)
+        mask = torch.ones_like(ids)
+        hidden, cache, full = self.forward(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
+                                           last_only=True)
+        self.kv = cache_tensors(cache)  # per layer (keys, values) [1, heads, C, d]
+        self.length = ids.shape[1]
+        self.after_context = _read_logits(self.forward, hidden[:, -1], None if full is None else full[:, -1], tokens)
+        self.cost = {"forward_tokens": self.length, "forward_calls": 1}
+        """The context's own forward (spent once, by the constructor)."""
+
+    @torch.no_grad()
+    def __call__(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, dict[str, int]]:
+        """Logits [N, K] (float32, CPU) after ``context + sequence`` for each sequence (empty ones
+        allowed: the logits after the context alone), and the LM cost of this call.
+
+        :param sequences: N token-id sequences.
+        """
+        out = self.after_context.expand(len(sequences), -1).clone()
+        rows = [i for i, s in enumerate(sequences) if len(s)]
+        if not rows:
+            return out, {"forward_tokens": 0, "forward_calls": 0}
+        # [context][pad][sequence]: left padding keeps every row's last token at position -1
+        ids, mask = pad_left([list(sequences[i]) for i in rows], self.lm.tokenizer.pad_token_id, device=self.lm.device)
+        n = ids.shape[0]
+        cache = make_cache([(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in self.kv])
+        full_mask = torch.cat([mask.new_ones(n, self.length), mask], 1)
+        hidden, _, full = self.forward(input_ids=ids, attention_mask=full_mask,
+                                       position_ids=self.length + position_ids(mask), cache=cache, last_only=True)
+        out[rows] = _read_logits(self.forward, hidden[:, -1], None if full is None else full[:, -1], self.tokens)
+        return out, {"forward_tokens": int(ids.numel()), "forward_calls": 1}

@@ -74,15 +74,18 @@ class DiscreteSB3Agent(SB3Agent, DiscreteAgent):
         if self.engine.masked:
             raise ConfigError(f"prior=True needs a causal LM; {self.engine.lm.name!r} is a masked LM")
         train = self.task.texts("train")
-        example = train[int(np.random.default_rng(cfg.seed).integers(len(train)))]
+        rng = np.random.default_rng(cfg.seed)
+        first = int(rng.integers(len(train)))  # one example: the same draw as before prior_examples existed
+        others = [int(i) for i in rng.permutation(len(train)) if i != first][: cfg.prior_examples - 1]
         context = sampling_context(self.task, cfg.prior_context, type(cfg)().prior_context)
-        text = context.format(description=cfg.description or default_description(self.task), example=example)
+        description = cfg.description or default_description(self.task)
+        texts = [context.format(description=description, example=train[i]) for i in [first, *others]]
 
         def charge(**cost: int) -> None:
             if self.budget is not None:
                 self.budget.charge(**cost)
 
-        return PromptPrior(self.engine.lm, text, self.env.vocab, charge=charge)
+        return PromptPrior(self.engine.lm, texts, self.env.vocab, charge=charge)
 
     def _prompt_from_obs(self, obs: dict[str, np.ndarray]) -> tuple[Any, Any]:
         tokens = tuple(int(t) for t in self.env.vocab[np.asarray(obs["prompt"], dtype=np.int64)])

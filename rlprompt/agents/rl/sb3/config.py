@@ -90,12 +90,16 @@ class DiscreteRLConfig(RLConfig):
                 "residual that starts at zero (the first policy is LM-prior sampling)"})
     prior_context: str = field(default="{description}\n\n{example}", metadata={
         "help": "what the prior's prompt continues: {description} and {example} (one training input, by seed)"})
+    prior_examples: int = field(default=1, metadata={
+        "help": "training inputs the prior's {example} takes, drawn by seed: the prior is the mixture of their "
+                "distributions (each costs only the prompt tokens after its context's one forward)"})
     description: str | None = field(default=None, metadata={
         "help": "task description of the prior (default: built from the class names, as lm-prior)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_context(self.prior_context, "prior_context")
+        check_positive(self.prior_examples, "prior_examples")
         if self.vocab not in ("words", "full"):
             raise ConfigError(f"vocab {self.vocab!r} is not known; use 'words' or 'full'")
         check_positive(self.max_vocab, "max_vocab", allow_none=True)
