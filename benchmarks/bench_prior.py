@@ -25,10 +25,10 @@ import time
 import numpy as np
 import torch
 
+from rlprompt.envs.vocab import candidate_vocab
 from rlprompt.io import write_json
 from rlprompt.lm import load_lm
 from rlprompt.lm.sampling import ContextLogits, next_token_logits
-from rlprompt.envs.vocab import candidate_vocab
 
 CONTEXT = ("Classify the sentiment of the review: negative or positive.\n\n"
            "a gorgeous , witty , seductive movie that rarely misses a beat .")

@@ -214,6 +214,16 @@ def test_resume_refuses_a_missing_or_foreign_checkpoint(tiny_lm, task, tmp_path)
         make("random", tiny_lm, task, tmp_path / "run").learn(10, progress=False, resume=True)
     with pytest.raises(ConfigError, match="method: 'random' there, 'lm-prior' here"):
         make("lm-prior", tiny_lm, task, tmp_path / "run").learn(20, progress=False, resume=True)
+    # an option added after the checkpoint was written: resumable at its default, not otherwise
+    from rlprompt.agents.core.checkpoint import checkpoint_folder
+
+    state = checkpoint_folder(tmp_path / "run") / "state.json"
+    meta = json.loads(state.read_text())
+    del meta["fingerprint"]["config"]["keep_top"]
+    state.write_text(json.dumps(meta))
+    make("random", tiny_lm, task, tmp_path / "run").learn(20, progress=False, resume=True)
+    with pytest.raises(ConfigError, match=r"belongs to another run \(keep_top=\d+ there, 2 here\)"):
+        make("random", tiny_lm, task, tmp_path / "run", keep_top=2).learn(20, progress=False, resume=True)
     # checkpoint_every may change between the runs; resume must be one of three values
     make("random", tiny_lm, task, tmp_path / "run", checkpoint_every=5).learn(20, progress=False, resume=True)
     with pytest.raises(ConfigError, match="resume must be False, True or 'auto'"):

@@ -117,6 +117,16 @@ class Resumable:
             "model": self.engine.lm.name, "budget": self.budget.limit if self.budget else None,
         }, default=str))
 
+    def _default_options(self) -> dict[str, Any]:
+        """The config class's defaults, as the fingerprint writes options (JSON values)."""
+        import json
+
+        try:
+            defaults = type(self.config)().as_dict()
+        except (TypeError, ConfigError):  # a config with required fields: no defaults to fill in
+            return {}
+        return json.loads(json.dumps({k: v for k, v in defaults.items() if k != "checkpoint_every"}, default=str))
+
     def _checkpoint_to_resume(self, resume: bool | str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
         from rlprompt.agents.core.checkpoint import load_checkpoint, remove_checkpoint
 
@@ -138,7 +148,10 @@ class Resumable:
                 raise ConfigError(f"nothing to resume: no checkpoint in {str(self.out_dir / 'checkpoint')!r}; "
                                   "run without resume (--resume) to start afresh")
             return None
-        saved, now = found[1].get("fingerprint", {}), self.fingerprint()
+        saved, now = dict(found[1].get("fingerprint", {})), self.fingerprint()
+        if isinstance(saved.get("config"), dict):
+            # an option added since the checkpoint was written, at its default, changes nothing it did
+            saved["config"] = {**self._default_options(), **saved["config"]}
         # A larger budget extends the run (what a user wants after a rising curve); a smaller one is refused.
         diffs = [f"{key}: {saved.get(key)!r} there, {now[key]!r} here" for key in now
                  if saved.get(key) != now[key] and not (key == "budget" and _extends(saved.get(key), now[key]))]
