@@ -92,14 +92,32 @@ def test_ppo_prior_over_several_training_inputs(great_engine, great_task):
     assert np.allclose(sb3_first_step_probs(three), expected.numpy(), atol=1e-5)
 
 
+def test_prior_kl_hands_ppo_minus_the_kl_to_the_prior_as_its_entropy(great_engine, great_task):
+    cfg = sb3.PPOConfig(seed=0, n_envs=2, prompt_length=3, prior=True, prior_kl=True, **VOCAB)
+    agent = sb3.PPOAgent(great_engine, great_task, cfg)
+    policy = agent.model.policy
+    obs_t, _ = policy.obs_to_tensor(agent.venv.reset())
+    actions = torch.zeros(2, dtype=torch.long)
+    _, _, entropy = policy.evaluate_actions(obs_t, actions)
+    assert torch.allclose(entropy, torch.zeros(2), atol=1e-5)  # the first policy is the prior: KL 0
+    with torch.no_grad():  # tilt the residual: the "entropy" is now -KL(policy || prior), by hand
+        policy.action_net.bias.normal_()
+    _, _, entropy = policy.evaluate_actions(obs_t, actions)
+    prior = policy._prior(obs_t["prompt"])
+    logp = torch.log_softmax(prior + policy.action_net.bias, -1)
+    expected = -(logp.exp() * (logp - prior)).sum(-1)
+    assert torch.allclose(entropy, expected.detach(), atol=1e-5) and bool((entropy < 0).all())
+
+
 def prior_text(agent) -> str:
     """The prior's context text, decoded from its token ids."""
     return agent.engine.lm.tokenizer.decode(agent.model.policy._prior.context_ids)
 
 
-@pytest.mark.parametrize("cls", [sb3.PPOAgent, sb3.MaskablePPOAgent], ids=["ppo", "maskable-ppo"])
-def test_ppo_with_prior_learns_the_right_token_and_meters_the_prior(great_engine, great_id, great_task, cls):
-    extra = {"n_steps": 2, "batch_size": 32, "learning_rate": 3e-3}
+@pytest.mark.parametrize("cls, kl", [(sb3.PPOAgent, False), (sb3.MaskablePPOAgent, False), (sb3.PPOAgent, True)],
+                         ids=["ppo", "maskable-ppo", "ppo-prior-kl"])
+def test_ppo_with_prior_learns_the_right_token_and_meters_the_prior(great_engine, great_id, great_task, cls, kl):
+    extra = {"n_steps": 2, "batch_size": 32, "learning_rate": 3e-3, "prior_kl": kl}
     agent = cls(great_engine, great_task, cls.config_class(seed=0, prior=True, **TEST_RL, **VOCAB, **extra))
     k = len(agent.env.vocab)
     agent.learn(400, progress=False)
@@ -113,5 +131,7 @@ def test_ppo_with_prior_learns_the_right_token_and_meters_the_prior(great_engine
 def test_prior_config_errors(great_engine, great_task):
     with pytest.raises(ConfigError, match="prior_context"):
         sb3.PPOConfig(prior=True, prior_context="{nope}")
+    with pytest.raises(ConfigError, match="prior_kl=True needs prior=True"):
+        sb3.PPOConfig(prior_kl=True)
     with pytest.raises(ConfigError, match="prior_examples"):
         sb3.PPOConfig(prior=True, prior_examples=0)

@@ -60,7 +60,8 @@ class DiscreteSB3Agent(SB3Agent, DiscreteAgent):
 
         kwargs = self._extractor_kwargs(self.env.vocab)
         kwargs.update(tie_head=self.config.tie_head, output_embeddings=self.engine.model.get_output_embeddings().weight,
-                      vocab=self.env.vocab, prior=self._prior() if self.config.prior else None)
+                      vocab=self.env.vocab, prior=self._prior() if self.config.prior else None,
+                      prior_kl=self.config.prior_kl)
         cls = LMMaskableActorCriticPolicy if self.policy_class == "maskable" else LMActorCriticPolicy
         return cls, kwargs
 

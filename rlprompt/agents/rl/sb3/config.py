@@ -90,6 +90,9 @@ class DiscreteRLConfig(RLConfig):
                 "residual that starts at zero (the first policy is LM-prior sampling)"})
     prior_context: str = field(default="{description}\n\n{example}", metadata={
         "help": "what the prior's prompt continues: {description} and {example} (one training input, by seed)"})
+    prior_kl: bool = field(default=False, metadata={
+        "help": "with prior: the entropy bonus becomes a penalty ent_coef * KL(policy || prior), which keeps the "
+                "policy near the LM's distribution instead of pulling it toward uniform"})
     prior_examples: int = field(default=1, metadata={
         "help": "training inputs the prior's {example} takes, drawn by seed: the prior is the mixture of their "
                 "distributions (each costs only the prompt tokens after its context's one forward)"})
@@ -100,6 +103,8 @@ class DiscreteRLConfig(RLConfig):
         super().__post_init__()
         check_context(self.prior_context, "prior_context")
         check_positive(self.prior_examples, "prior_examples")
+        if self.prior_kl and not self.prior:
+            raise ConfigError("prior_kl=True needs prior=True (a KL to which prior?)")
         if self.vocab not in ("words", "full"):
             raise ConfigError(f"vocab {self.vocab!r} is not known; use 'words' or 'full'")
         check_positive(self.max_vocab, "max_vocab", allow_none=True)

@@ -157,10 +157,14 @@ class _LMPolicy:
     action_dist: Any
 
     def _keep_options(self, tie_head: bool, output_embeddings: torch.Tensor | None, vocab: np.ndarray | None,
-                      prior: PromptPrior | None) -> None:
+                      prior: PromptPrior | None, prior_kl: bool) -> None:
+        if prior_kl and prior is None:
+            raise ValueError("prior_kl needs a prior")
         self._tie = (tie_head, output_embeddings, vocab)
         self._prior = prior
+        self._prior_kl = prior_kl
         self._prompt_now: torch.Tensor | None = None
+        self._last_dist: Any = None
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)  # type: ignore[misc]
@@ -180,7 +184,14 @@ class _LMPolicy:
 
     def evaluate_actions(self, obs: Any, *args: Any, **kwargs: Any) -> Any:
         self._observe(obs)
-        return super().evaluate_actions(obs, *args, **kwargs)  # type: ignore[misc]
+        values, log_prob, entropy = super().evaluate_actions(obs, *args, **kwargs)  # type: ignore[misc]
+        if self._prior_kl:
+            # PPO's loss adds -ent_coef * entropy: handing it -KL(policy || prior) instead makes the
+            # bonus a penalty on leaving the LM's distribution, not one on leaving the uniform
+            dist = self._last_dist.distribution  # after masking, for the maskable policy
+            prior = self._prior(self._prompt_now).to(dist.logits.dtype)
+            entropy = -(dist.probs * (dist.logits - prior)).sum(-1)
+        return values, log_prob, entropy
 
     def get_distribution(self, obs: Any, *args: Any, **kwargs: Any) -> Any:
         self._observe(obs)
@@ -190,7 +201,8 @@ class _LMPolicy:
         logits = self.action_net(latent_pi)
         if self._prior is not None and self._prompt_now is not None:
             logits = logits + self._prior(self._prompt_now)
-        return self.action_dist.proba_distribution(action_logits=logits)
+        self._last_dist = self.action_dist.proba_distribution(action_logits=logits)
+        return self._last_dist
 
 
 class LMActorCriticPolicy(_LMPolicy, MultiInputActorCriticPolicy):
@@ -200,13 +212,16 @@ class LMActorCriticPolicy(_LMPolicy, MultiInputActorCriticPolicy):
     :param output_embeddings: the LM's output embeddings [V, H] (for ``tie_head``).
     :param vocab: candidate token ids [K] (for ``tie_head``).
     :param prior: the LM prior the logits add (None: none; see :class:`_LMPolicy`).
+    :param prior_kl: the entropy PPO's loss reads is -KL(policy || prior), so ``ent_coef``
+        weighs a penalty on leaving the prior instead of a bonus for approaching uniform.
     :param args: SB3's ``MultiInputActorCriticPolicy`` arguments.
     :param kwargs: SB3's ``MultiInputActorCriticPolicy`` keyword arguments.
     """
 
     def __init__(self, *args: Any, tie_head: bool = False, output_embeddings: torch.Tensor | None = None,
-                 vocab: np.ndarray | None = None, prior: PromptPrior | None = None, **kwargs: Any) -> None:
-        self._keep_options(tie_head, output_embeddings, vocab, prior)
+                 vocab: np.ndarray | None = None, prior: PromptPrior | None = None, prior_kl: bool = False,
+                 **kwargs: Any) -> None:
+        self._keep_options(tie_head, output_embeddings, vocab, prior, prior_kl)
         super().__init__(*args, **kwargs)
 
 
@@ -217,11 +232,14 @@ class LMMaskableActorCriticPolicy(_LMPolicy, MaskableMultiInputActorCriticPolicy
     :param output_embeddings: the LM's output embeddings [V, H] (for ``tie_head``).
     :param vocab: candidate token ids [K] (for ``tie_head``).
     :param prior: the LM prior the logits add (None: none; see :class:`_LMPolicy`).
+    :param prior_kl: the entropy PPO's loss reads is -KL(policy || prior), so ``ent_coef``
+        weighs a penalty on leaving the prior instead of a bonus for approaching uniform.
     :param args: sb3-contrib's ``MaskableMultiInputActorCriticPolicy`` arguments.
     :param kwargs: its keyword arguments.
     """
 
     def __init__(self, *args: Any, tie_head: bool = False, output_embeddings: torch.Tensor | None = None,
-                 vocab: np.ndarray | None = None, prior: PromptPrior | None = None, **kwargs: Any) -> None:
-        self._keep_options(tie_head, output_embeddings, vocab, prior)
+                 vocab: np.ndarray | None = None, prior: PromptPrior | None = None, prior_kl: bool = False,
+                 **kwargs: Any) -> None:
+        self._keep_options(tie_head, output_embeddings, vocab, prior, prior_kl)
         super().__init__(*args, **kwargs)
