@@ -12,7 +12,8 @@ every step; learning stops before an episode batch would overrun the budget. Eac
 finished prompt's training score is known from the env; those entering the running top
 ``dev_top_k`` are scored on dev (1 prompt evaluation each) for best-on-dev selection, and
 what budget is left at the end goes to dev checks of the best-scored prompts not yet
-checked. The budget counts the engine's example evaluations (:mod:`rlprompt.agents.core.budget`):
+checked. With ``rescore`` a prompt entering that top k is first re-scored on the whole train
+split (1 prompt evaluation) and goes to dev only if this score enters a second top k. The budget counts the engine's example evaluations (:mod:`rlprompt.agents.core.budget`):
 a batch of ``n_envs`` final-reward episodes on k of n training examples costs n_envs * k / n;
 dense rewards or ``obs="hidden"`` read each prompt at every step, and cost that many times more.
 
@@ -130,6 +131,8 @@ class SB3Agent(BaseAgent):
         self.venv = SB3VecEnv(PromptVectorEnv(cfg.n_envs, self.env))
         self.model = self._make_model()
         self.gate = TopKGate(cfg.dev_top_k)
+        self.full_gate = TopKGate(cfg.dev_top_k)  # on whole-train scores, with ``rescore``
+        self.full_scores: dict[Any, float] = {}  # key -> whole-train score, with ``rescore``
         self.scored: dict[Any, tuple[Any, float]] = {}  # key -> (prompt, training score), not yet on dev
         self.on_dev: set[Any] = set()
         self.episodes = 0
@@ -219,12 +222,33 @@ class SB3Agent(BaseAgent):
             fresh.append((key, prompt, float(score)))
         chosen = self.gate.admit([s for _, _, s in fresh])
         for i, (key, prompt, score) in enumerate(fresh):
-            if i not in chosen:
+            if i not in chosen and key not in self.full_scores:  # a whole-train score ranks it already
                 best = self.scored.get(key)
                 if best is None or best[1] < score:
                     self.scored[key] = (prompt, score)
-        self._to_dev([(key, prompt, score) for i, (key, prompt, score) in enumerate(fresh) if i in chosen])
+        picked = [(key, prompt, score) for i, (key, prompt, score) in enumerate(fresh) if i in chosen]
+        self._to_dev(self._rescored(picked) if self.config.rescore else picked)
         self.tick(max((s for _, _, s in fresh), default=None))
+
+    def _rescored(self, items: list[tuple[Any, Any, float]]) -> list[tuple[Any, Any, float]]:
+        """With ``rescore``: the items whose whole-train score enters its own top k, with that score.
+
+        A score on one episode's few examples is noisy, and the best of thousands of noisy
+        scores is mostly luck; the whole-train score is what random search ranks by. Each prompt
+        is re-scored once (a collapsed policy writes the same prompt again and again)."""
+        assert self.budget is not None
+        n_train = len(self.task.texts("train"))
+        new = [it for it in items if it[0] not in self.full_scores][: self.budget.room(n_train)]
+        if new:
+            before = self.budget.used
+            scores = self.train_rewards(self._stack([p for _, p, _ in new]))
+            self._dev_spent += self.budget.used - before  # not part of the episodes' cost
+            self.full_scores.update({key: s for (key, _, _), s in zip(new, scores, strict=True)})
+        chosen = self.full_gate.admit(scores if new else [])
+        for i, (key, prompt, _) in enumerate(new):
+            if i not in chosen:  # may still be checked with the budget left at the end
+                self.scored[key] = (prompt, self.full_scores[key])
+        return [(key, prompt, self.full_scores[key]) for i, (key, prompt, _) in enumerate(new) if i in chosen]
 
     def _to_dev(self, items: list[tuple[Any, Any, float]]) -> None:
         assert self.budget is not None
@@ -296,6 +320,8 @@ class SB3Agent(BaseAgent):
         meta["sb3"] = {
             "params": params, "num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates),
             "episodes": self.episodes, "gate": self.gate.state(), "scored": scored,
+            "full_gate": self.full_gate.state(),
+            "full_scores": [[self._key_to_json(k), s] for k, s in self.full_scores.items()],
             "on_dev": [self._key_to_json(k) for k in self.on_dev],
             "buffer": None if buffer is None else _buffer_state(buffer, tensors),
         }
@@ -317,6 +343,8 @@ class SB3Agent(BaseAgent):
         model.num_timesteps, model._n_updates = int(state["num_timesteps"]), int(state["n_updates"])
         self.episodes = int(state["episodes"])
         self.gate.restore(state["gate"])
+        self.full_gate.restore(state.get("full_gate", []))
+        self.full_scores = {self._key_from_json(k): float(s) for k, s in state.get("full_scores", [])}
         self.scored = {}
         for i, item in enumerate(state["scored"]):
             prompt = tensors[f"sb3/scored/{i}"] if "prompt" not in item else list(item["prompt"])

@@ -62,6 +62,9 @@ class RLConfig(AgentConfig):
     # -- selection ------------------------------------------------------------------------
     dev_top_k: int = field(default=8, metadata={
         "help": "a prompt is checked on dev when its training score is among the best k so far"})
+    rescore: bool = field(default=False, metadata={
+        "help": "re-score a prompt whose episode score enters the top k on the whole training split "
+                "(1 prompt evaluation) and check it on dev only if that score enters the top k too"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
