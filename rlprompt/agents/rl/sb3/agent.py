@@ -13,7 +13,8 @@ finished prompt's training score is known from the env; those entering the runni
 ``dev_top_k`` are scored on dev (1 prompt evaluation each) for best-on-dev selection, and
 what budget is left at the end goes to dev checks of the best-scored prompts not yet
 checked. With ``rescore`` a prompt entering that top k is first re-scored on the whole train
-split (1 prompt evaluation) and goes to dev only if this score enters a second top k. The budget counts the engine's example evaluations (:mod:`rlprompt.agents.core.budget`):
+split (1 prompt evaluation) and goes to dev only if this score enters a second top k. The
+budget counts the engine's example evaluations (:mod:`rlprompt.agents.core.budget`):
 a batch of ``n_envs`` final-reward episodes on k of n training examples costs n_envs * k / n;
 dense rewards or ``obs="hidden"`` read each prompt at every step, and cost that many times more.
 
