@@ -240,12 +240,13 @@ class SB3Agent(BaseAgent):
         assert self.budget is not None
         n_train = len(self.task.texts("train"))
         new = [it for it in items if it[0] not in self.full_scores][: self.budget.room(n_train)]
-        if new:
-            before = self.budget.used
-            scores = self.train_rewards(self._stack([p for _, p, _ in new]))
-            self._dev_spent += self.budget.used - before  # not part of the episodes' cost
-            self.full_scores.update({key: s for (key, _, _), s in zip(new, scores, strict=True)})
-        chosen = self.full_gate.admit(scores if new else [])
+        if not new:
+            return []
+        before = self.budget.used
+        scores = self.train_rewards(self._stack([p for _, p, _ in new]))
+        self._dev_spent += self.budget.used - before  # not part of the episodes' cost
+        self.full_scores.update({key: s for (key, _, _), s in zip(new, scores, strict=True)})
+        chosen = self.full_gate.admit(scores)
         for i, (key, prompt, _) in enumerate(new):
             if i not in chosen:  # may still be checked with the budget left at the end
                 self.scored[key] = (prompt, self.full_scores[key])
