@@ -38,6 +38,7 @@ from rlprompt.agents.core.base import BaseAgent
 from rlprompt.agents.core.config import AgentConfig
 from rlprompt.agents.core.logs import progress_logger
 from rlprompt.agents.core.tracking import TopKGate
+from rlprompt.agents.rl.sb3.buffers import buffer_state, restore_buffer
 from rlprompt.agents.rl.sb3.config import (
     RLConfig,
     parse_layers,
@@ -75,30 +76,6 @@ class BudgetCallback(BaseCallback):
         self.agent._offer_finished(finals)
         self.agent.safe_point()  # between episode batches: a checkpoint when due, or a requested stop
         return self.agent._room_for_another_batch()
-
-
-def _buffer_state(buffer: Any, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """The filled part of an SB3 replay buffer (its arrays go into ``tensors``)."""
-    n = buffer.buffer_size if buffer.full else buffer.pos
-    arrays: list[str] = []
-    for name, value in vars(buffer).items():
-        items = value.items() if isinstance(value, dict) else [("", value)]
-        for sub, arr in items:
-            if isinstance(arr, np.ndarray) and arr.ndim >= 1 and arr.shape[0] == buffer.buffer_size:
-                key = f"{name}/{sub}" if sub else name
-                tensors[f"sb3/buffer/{key}"] = torch.from_numpy(np.ascontiguousarray(arr[:n]))
-                arrays.append(key)
-    return {"pos": int(buffer.pos), "full": bool(buffer.full), "size": int(n), "arrays": arrays}
-
-
-def _restore_buffer(buffer: Any, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-    n = int(state["size"])
-    for key in state["arrays"]:
-        name, _, sub = key.partition("/")
-        target = getattr(buffer, name)
-        target = target[sub] if sub else target
-        target[:n] = tensors[f"sb3/buffer/{key}"].numpy()
-    buffer.pos, buffer.full = int(state["pos"]), bool(state["full"])
 
 
 # -- the agents -----------------------------------------------------------------------------
@@ -325,7 +302,7 @@ class SB3Agent(BaseAgent):
             "full_gate": self.full_gate.state(),
             "full_scores": [[self._key_to_json(k), s] for k, s in self.full_scores.items()],
             "on_dev": [self._key_to_json(k) for k in self.on_dev],
-            "buffer": None if buffer is None else _buffer_state(buffer, tensors),
+            "buffer": None if buffer is None else buffer_state(buffer, tensors),
         }
         return tensors, meta
 
@@ -353,7 +330,7 @@ class SB3Agent(BaseAgent):
             self.scored[self._key_from_json(item["key"])] = (prompt, float(item["score"]))
         self.on_dev = {self._key_from_json(k) for k in state["on_dev"]}
         if state["buffer"] is not None and getattr(model, "replay_buffer", None) is not None:
-            _restore_buffer(model.replay_buffer, state["buffer"], tensors)
+            restore_buffer(model.replay_buffer, state["buffer"], tensors)
 
     # -- saving -----------------------------------------------------------------------------
 
