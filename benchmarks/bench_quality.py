@@ -260,9 +260,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--selection", default="dev", choices=SELECTION_RULES,
                         help="every method's selection rule (rlprompt compare --selection); give pooled runs "
                              "their own --out, e.g. benchmarks/results/quality-pooled")
-    parser.add_argument("--set", action="append", metavar="METHOD.NAME=VALUE",
-                        help="an option of one method (rlprompt compare --set); a method keeps the options "
-                             "it was first run with in a folder")
     parser.add_argument("--with", dest="variants", action="append", default=[], type=variant,
                         metavar="SUFFIX=FOLDER", help="report also the runs of another protocol folder (a variant "
                         "run with other --set options), its methods named <method>-SUFFIX")

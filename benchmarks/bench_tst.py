@@ -72,12 +72,14 @@ def throughput(args: argparse.Namespace) -> dict[str, float]:
 
 
 def run_task(task: str, args: argparse.Namespace) -> None:
+    from rlprompt.cli.compare import method_options
     from rlprompt.experiments import InProcessExecutor, compare
     from rlprompt.experiments.config import CompareConfig
 
     config = CompareConfig(
         task=task, task_args={"data_dir": str(args.data_dir), "n_train": 8, "n_dev": 16}, seeds=list(args.seeds),
         methods=list(args.methods), budget=args.budget, model=args.model, prompt_length=5,
+        options=method_options(args.set, list(args.methods)),
     )
     start = time.perf_counter()
     result = compare(config, args.out / task, executor=InProcessExecutor(), progress=args.progress)

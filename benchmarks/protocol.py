@@ -25,4 +25,7 @@ def protocol_parser(doc: str, *, data: Path, out: Path, tasks: list[str], method
     parser.add_argument("--report", action="store_true", help="only report what the folders hold")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--json", type=Path, help="also write the figures as a flat JSON object")
+    parser.add_argument("--set", action="append", metavar="METHOD.NAME=VALUE",
+                        help="an option of one method (rlprompt compare --set); a method keeps the options "
+                             "it was first run with in a folder")
     return parser

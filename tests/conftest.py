@@ -14,6 +14,8 @@ from rlprompt.tasks import Example, Task
 REPO = Path(__file__).resolve().parents[1]
 FSC16 = Path(os.environ.get("RLPROMPT_FSC16", REPO.parent / "shared" / "data" / "fsc16"))
 TST = Path(os.environ.get("RLPROMPT_TST", REPO.parent / "shared" / "data" / "tst"))
+DEVICE = torch.device(os.environ.get("RLPROMPT_TEST_DEVICE", "cpu"))
+"""Where the tiny in-memory LMs live: ``RLPROMPT_TEST_DEVICE=cuda`` runs the unit tests on a GPU."""
 
 CORPUS = [
     "the movie was great and the acting was wonderful .",
@@ -24,6 +26,13 @@ CORPUS = [
     "overall the review is positive , the sentiment is negative .",
     "i loved it . i hated it . all in all it was fine .",
 ]
+
+
+def cli_env(*paths: Path | str, **extra: str) -> dict[str, str]:
+    """The environment of an ``rlprompt`` subprocess: offline, one thread, this checkout (and
+    ``paths``) first on ``PYTHONPATH``, whatever that held after them (packages installed beside)."""
+    path = os.pathsep.join([str(REPO), *map(str, paths), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **extra}
 
 
 def build_tokenizer(vocab_size: int = 1000):  # noqa: ANN201
@@ -59,7 +68,7 @@ def build_tiny_causal(seed: int = 0, layers: int = 2, *, initializer_range: floa
         pad_token_id=tok.pad_token_id, tie_word_embeddings=True, initializer_range=initializer_range,
     )
     model = LlamaForCausalLM(cfg)
-    return _freeze(name, model, tok, "causal", torch.device("cpu"))
+    return _freeze(name, model, tok, "causal", DEVICE)
 
 
 def word_sentiment_task(n: int = 16) -> Task:
@@ -182,7 +191,7 @@ def build_tiny_masked(seed: int = 0) -> FrozenLM:
         num_attention_heads=4, max_position_embeddings=258, pad_token_id=tok.pad_token_id,
     )
     model = RobertaForMaskedLM(cfg)
-    return _freeze("tiny-roberta", model, tok, "masked", torch.device("cpu"))
+    return _freeze("tiny-roberta", model, tok, "masked", DEVICE)
 
 
 @pytest.fixture(scope="session")

@@ -73,5 +73,5 @@ def test_soft_prompts_are_evaluated_where_the_agents_put_them(engine, great_task
     suffix = engine.score_soft(soft.unsqueeze(0), great_task.texts("dev"))
     from rlprompt.rewards import log_likelihood
 
-    expected = float(log_likelihood(suffix.float(), great_task.label_tensor("dev"))[0])
+    expected = float(log_likelihood(suffix.float(), great_task.label_tensor("dev").to(suffix.device))[0])
     assert default.reward == pytest.approx(expected, abs=1e-5)

@@ -86,7 +86,7 @@ def test_soft_agents_learn_above_random(great_engine, great_task, cls, extra):
 
     def reward(actions: np.ndarray) -> np.ndarray:
         embeds = agent.env.action_map(actions).reshape(len(actions), 1, -1)
-        return great_engine.score_soft(embeds, texts)[:, :, 1].mean(1).numpy()  # mean log p(great)
+        return great_engine.score_soft(embeds, texts)[:, :, 1].mean(1).cpu().numpy()  # mean log p(great)
 
     rng = np.random.default_rng(0)
     random = reward(rng.uniform(-1, 1, size=(64, 8)).astype(np.float32))
@@ -121,7 +121,7 @@ def test_sql_save_load_round_trip(great_engine, great_task, tmp_path):
     assert loaded.config == agent.config
     for (name, a), (_, b) in zip(agent.q_net.state_dict().items(), loaded.q_net.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
-    h = torch.randn(3, great_engine.lm.input_embeddings().embedding_dim)
+    h = torch.randn(3, great_engine.lm.input_embeddings().embedding_dim, device=great_engine.device)
     assert torch.allclose(agent.policy_logits(h)[0], loaded.policy_logits(h)[0])
     # The frozen LM's table is not saved and not copied.
     assert agent.q_net._head[0] is great_engine.model.get_output_embeddings().weight
@@ -176,7 +176,9 @@ def test_features_extractor_shares_the_frozen_table(great_engine, great_task):
     table = great_engine.lm.input_embeddings().weight
     assert extractor._table[0] is table and not table.requires_grad
     assert all(p.data_ptr() != table.data_ptr() for p in agent.model.policy.parameters())
-    obs = {"prompt": torch.tensor([[-1.0, 3.0, -1.0, -1.0, -1.0]]), "step": torch.tensor([[1.0]])}
+    device = agent.model.device  # where SB3 puts the observations
+    obs = {"prompt": torch.tensor([[-1.0, 3.0, -1.0, -1.0, -1.0]], device=device),
+           "step": torch.tensor([[1.0]], device=device)}
     emb = extractor.embed_prompt(obs["prompt"])
     assert torch.equal(emb[0, 1], table[int(agent.env.vocab[3])]) and emb[0, 0].abs().sum() == 0
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import CORPUS, build_tiny_causal
+from conftest import CORPUS, build_tiny_causal, cli_env
 
 from rlprompt.cli import main
 
@@ -337,8 +337,7 @@ def run_cli(name: str, case: Case, w: SimpleNamespace, out: Path, capsys: Any,
     elif name == "file-size-limit":
         preexec = _file_size_limit
     # Offline, as on a machine without the hub (otherwise an unknown model name waits on the network).
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONDONTWRITEBYTECODE": "1", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    env = cli_env(PYTHONWARNINGS="ignore", PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=w.rewards, env=env,
                           stdin=subprocess.DEVNULL, preexec_fn=preexec)
     return proc.returncode, proc.stderr

@@ -208,9 +208,9 @@ def test_cma_lm_prior_anchor_is_charged_and_checked_on_dev(engine, task):
     assert agent.summary().prompt_evals <= 20
     anchor = agent._p0
     assert anchor is not None and anchor.shape == (3, 32)
-    table = engine.lm.input_embeddings().weight.detach().float()
+    table = engine.lm.input_embeddings().weight.detach().float().cpu()
     rows = [int((table - row).abs().sum(-1).argmin()) for row in anchor]
-    assert torch.allclose(anchor, table[rows].cpu())  # a discrete prompt, read as embeddings
+    assert torch.allclose(anchor, table[rows])  # a discrete prompt, read as embeddings
     # the anchor itself was checked on dev, so selection can fall back on it
     assert any(torch.equal(c.prompt, anchor) for c in agent.tracker.top)
 

@@ -5,14 +5,13 @@ failing plug-in (a syntax error, a raise or a ``sys.exit`` at import, a reward c
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, one_error_line
+from conftest import cli_env, one_error_line
 
 from rlprompt.cli import main
 
@@ -85,8 +84,7 @@ def test_invalid_option_values(command: str, option: list[str], match: str, tiny
 
 
 def _subprocess(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(cwd)]), "HF_HUB_OFFLINE": "1",
-           "OMP_NUM_THREADS": "1"}
+    env = cli_env(cwd)
     return subprocess.run([sys.executable, "-m", "rlprompt.cli", *argv], capture_output=True, text=True,
                           timeout=180, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
 

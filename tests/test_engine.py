@@ -69,7 +69,7 @@ def test_prompt_before_input_uses_the_plain_path(tiny_lm):
 def test_full_path_matches_a_plain_transformers_forward(tiny_lm):
     eng = ScoringEngine(tiny_lm, [" terrible", " great"])
     text, prompt = TEXTS[1], " it was"
-    ids = tiny_lm.tokenizer(text + prompt, return_tensors="pt").input_ids
+    ids = tiny_lm.tokenizer(text + prompt, return_tensors="pt").input_ids.to(tiny_lm.device)
     logp = torch.log_softmax(tiny_lm.model(input_ids=ids).logits[0, -1], -1)
     want = logp[[eng.verbalizer_ids[0][0], eng.verbalizer_ids[1][0]]]
     torch.testing.assert_close(eng.score([prompt], [text])[0, 0], want, atol=TOL, rtol=0)
@@ -118,19 +118,19 @@ def test_soft_suffix_equals_the_same_tokens(tiny_lm, verbalizers):
     ids = [eng.prompt_tokens(" all in all"), eng.prompt_tokens(" the review")]
     n = min(len(i) for i in ids)
     ids = [i[:n] for i in ids]
-    embeds = tiny_lm.input_embeddings()(torch.tensor(ids))
+    embeds = tiny_lm.input_embeddings()(torch.tensor(ids, device=tiny_lm.device))
     torch.testing.assert_close(eng.score_soft(embeds, TEXTS), eng.score(ids, TEXTS, use_cache=False), atol=TOL, rtol=0)
 
 
 def test_soft_prefix_matches_plain_forward(tiny_lm):
     eng = ScoringEngine(tiny_lm, [" terrible", " great"])
     torch.manual_seed(0)
-    soft = torch.randn(2, 3, tiny_lm.model.config.hidden_size) * 0.02
+    soft = torch.randn(2, 3, tiny_lm.model.config.hidden_size, device=tiny_lm.device) * 0.02
     out = eng.score_soft(soft, TEXTS, placement="prefix")
     table = tiny_lm.input_embeddings()
     for p in range(2):
         for e, text in enumerate(TEXTS):
-            ids = torch.tensor([tiny_lm.tokenizer(text).input_ids])
+            ids = torch.tensor([tiny_lm.tokenizer(text).input_ids], device=tiny_lm.device)
             seq = torch.cat([soft[p : p + 1], table(ids)], dim=1)
             logp = torch.log_softmax(tiny_lm.model(inputs_embeds=seq).logits[0, -1], -1)
             want = logp[[eng.verbalizer_ids[0][0], eng.verbalizer_ids[1][0]]]
@@ -140,10 +140,10 @@ def test_soft_prefix_matches_plain_forward(tiny_lm):
 @pytest.mark.parametrize("placement", ["suffix", "prefix"])
 def test_soft_prompt_gradients_flow_into_the_prompt_only(tiny_lm, placement):
     eng = ScoringEngine(tiny_lm, [" terrible", " great"])
-    soft = (torch.randn(1, 2, tiny_lm.model.config.hidden_size) * 0.02).requires_grad_(True)
+    soft = (torch.randn(1, 2, tiny_lm.model.config.hidden_size, device=tiny_lm.device) * 0.02).requires_grad_(True)
     before = eng.counters.copy()
     out = eng.score_soft(soft, TEXTS, placement=placement, grad=True)
-    loss = torch.nn.functional.cross_entropy(out[0], torch.tensor([1, 0, 1, 0]))
+    loss = torch.nn.functional.cross_entropy(out[0], torch.tensor([1, 0, 1, 0], device=out.device))
     loss.backward()
     assert soft.grad is not None and float(soft.grad.abs().sum()) > 0
     assert all(p.grad is None for p in tiny_lm.model.parameters())
@@ -159,7 +159,7 @@ def test_soft_extension_equals_token_extension(tiny_lm):
     table = tiny_lm.input_embeddings()
     a, b = eng.start(2, TEXTS), eng.start(2, TEXTS)
     for toks in ([5, 9], [30, 40]):
-        got = a.extend(embeds=table(torch.tensor(toks)))
+        got = a.extend(embeds=table(torch.tensor(toks, device=tiny_lm.device)))
         want = b.extend(toks)
         torch.testing.assert_close(got, want, atol=TOL, rtol=0)
 
@@ -179,7 +179,7 @@ def test_masked_lm_reads_at_the_mask(tiny_masked_lm):
     out = eng.score([" it was"], TEXTS[:2])
     assert out.shape == (1, 2, 2)
     text = TEXTS[0] + " it was" + lm.tokenizer.mask_token + " ."
-    ids = torch.tensor([lm.tokenizer(text).input_ids])
+    ids = torch.tensor([lm.tokenizer(text).input_ids], device=lm.device)
     logits = lm.model(input_ids=ids).logits[0]
     at = int((ids[0] == lm.tokenizer.mask_token_id).nonzero())
     want = torch.log_softmax(logits[at], -1)[[eng.verbalizer_ids[0][0], eng.verbalizer_ids[1][0]]]

@@ -94,7 +94,7 @@ def test_soft_suffix_in_several_length_buckets_equals_the_same_tokens(tiny_lm):
     eng = ScoringEngine(tiny_lm, [" terrible film", " great"], template="{sentence} {prompt} it was",
                         max_batch_tokens=80)
     ids = [eng.prompt_tokens(" all in all")[:2], eng.prompt_tokens(" the review")[:2]]
-    embeds = tiny_lm.input_embeddings()(torch.tensor(ids))
+    embeds = tiny_lm.input_embeddings()(torch.tensor(ids, device=tiny_lm.device))
     torch.testing.assert_close(eng.score_soft(embeds, TEXTS), eng.score(ids, TEXTS, use_cache=False),
                                atol=TOL, rtol=0)
 
@@ -128,7 +128,7 @@ def soft_prefix_reference(lm, eng: ScoringEngine, soft: torch.Tensor, text: str)
     context = eng.template_tokens.full_sequence([], text)
     out = []
     for ids in eng.verbalizer_ids:
-        seq = torch.cat([soft, table(torch.tensor([context + ids[:-1]]))[0]])[None]
+        seq = torch.cat([soft, table(torch.tensor([context + ids[:-1]], device=lm.device))[0]])[None]
         logp = torch.log_softmax(lm.model(inputs_embeds=seq).logits[0].float(), -1)
         start = soft.shape[0] + len(context) - 1
         out.append(sum(logp[start + j, t] for j, t in enumerate(ids)))
@@ -140,7 +140,7 @@ def test_soft_prefix_scores_multi_token_verbalizers(tiny_lm, template):
     eng = ScoringEngine(tiny_lm, [" terrible film", " great", " not bad at all"], template=template)
     assert [len(v) for v in eng.verbalizer_ids][0] > 1 and len(eng.verbalizer_ids[2]) > 2
     torch.manual_seed(0)
-    soft = torch.randn(2, 3, tiny_lm.model.config.hidden_size) * 0.5
+    soft = torch.randn(2, 3, tiny_lm.model.config.hidden_size, device=tiny_lm.device) * 0.5
     texts = TEXTS[:5]
     out = eng.score_soft(soft, texts, placement="prefix")
     assert out.shape == (2, len(texts), 3)
@@ -189,6 +189,8 @@ def test_small_attention_equals_sdpa(mask):
 def test_the_engine_uses_small_attention_for_its_forwards_only(tiny_lm):
     from rlprompt.lm.transformers_compat import SMALL_ATTENTION
 
+    if tiny_lm.device.type != "cpu":
+        pytest.skip("the small-attention kernel is the engine's CPU path")
     cfg = tiny_lm.model.config
     eng = ScoringEngine(tiny_lm, [" terrible film", " great"])
     seen = []

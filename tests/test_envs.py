@@ -175,9 +175,9 @@ def lm_last_state(lm, texts: list[str], prompt_ids: list[int]) -> np.ndarray:
     for text in texts:
         ids = lm.tokenizer(text, add_special_tokens=False).input_ids + prompt_ids
         with torch.no_grad():
-            out = lm.model(input_ids=torch.tensor([ids]), output_hidden_states=True)
+            out = lm.model(input_ids=torch.tensor([ids], device=lm.device), output_hidden_states=True)
         states.append(out.hidden_states[-1][0, -1])
-    return torch.stack(states).mean(0).float().numpy()
+    return torch.stack(states).mean(0).float().cpu().numpy()
 
 
 def test_hidden_observation_is_the_lms_state(tiny_lm, task):

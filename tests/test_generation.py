@@ -96,8 +96,8 @@ def test_text_logprobs_equal_the_models_own(sharp) -> None:
             assert total == 0.0
             continue
         with torch.no_grad():
-            logits = sharp.model(torch.tensor([ids])).logits[0, :-1].float()
-        want = torch.log_softmax(logits, -1).gather(-1, torch.tensor(ids[1:])[:, None]).sum()
+            logits = sharp.model(torch.tensor([ids], device=sharp.device)).logits[0, :-1].float()
+        want = torch.log_softmax(logits, -1).gather(-1, torch.tensor(ids[1:], device=logits.device)[:, None]).sum()
         assert total == pytest.approx(float(want), abs=1e-3)
 
 

@@ -41,7 +41,7 @@ class SequenceEngine(ScoringEngine):
         return int((ids == self.target[: len(ids)]).sum())
 
     def score(self, prompts, texts, *, use_cache=None) -> torch.Tensor:  # noqa: ANN001, ARG002
-        logits = torch.zeros(len(prompts), len(texts), self.num_classes)
+        logits = torch.zeros(len(prompts), len(texts), self.num_classes, device=self.device)
         for i, p in enumerate(prompts):
             logits[i, :, 1] = 2.0 * self.matches(self.prompt_tokens(p))
         self.counters.prompt_evals += len(prompts)
@@ -104,11 +104,11 @@ class SmoothEngine(ScoringEngine):
         self.target = target
 
     def distance(self, embeds: torch.Tensor) -> torch.Tensor:
-        return ((embeds.float() - self.target) ** 2).mean((-2, -1)) / self.target.pow(2).mean()
+        return ((embeds.float().to(self.target.device) - self.target) ** 2).mean((-2, -1)) / self.target.pow(2).mean()
 
     def score_soft(self, embeds, texts, *, placement="suffix", grad=False) -> torch.Tensor:  # noqa: ANN001, ARG002
         embeds = embeds if embeds.dim() == 3 else embeds[None]
-        logits = torch.zeros(len(embeds), len(texts), self.num_classes)
+        logits = torch.zeros(len(embeds), len(texts), self.num_classes, device=self.device)
         logits[:, :, 1] = -4.0 * self.distance(embeds.detach())[:, None]
         self.counters.prompt_evals += len(embeds)
         self.counters.example_evals += len(embeds) * len(texts)
@@ -128,7 +128,7 @@ def test_cma_es_improves_on_a_smooth_objective(tiny_lm, great_task):
     p0 = sample_vocab_embeddings(table, cfg.prompt_length, probe._real_ids, gen).float()
     std = table[probe._real_ids].float().std(0)
     proj = random_projection(p0.numel(), cfg.intrinsic_dim, gen, p0.device)
-    z_star = torch.randn(cfg.intrinsic_dim, generator=torch.Generator().manual_seed(7)) * 2.0
+    z_star = torch.randn(cfg.intrinsic_dim, generator=torch.Generator().manual_seed(7)).to(p0.device) * 2.0
     target = p0 + std * (proj @ z_star).view_as(p0)
     engine = SmoothEngine(tiny_lm, great_task.verbalizers, great_task.template, target)
     agent = CMAES(engine, great_task, cfg)

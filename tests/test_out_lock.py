@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, one_error_line
+from conftest import cli_env, one_error_line
 
 from rlprompt.errors import ConfigError
 from rlprompt.io import LOCK_NAME, lock_folder
@@ -20,7 +20,7 @@ HOLD = "import sys, time\nfrom rlprompt.io import lock_folder\nwith lock_folder(
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return cli_env()
 
 
 @pytest.fixture

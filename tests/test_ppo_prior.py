@@ -22,9 +22,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def lm_logprobs(lm, context: str, tokens: list[int], vocab: np.ndarray) -> torch.Tensor:
     """log p(vocab | context + tokens) [K], by a plain forward of the model."""
-    ids = torch.tensor([lm.tokenizer(context).input_ids + tokens])
+    ids = torch.tensor([lm.tokenizer(context).input_ids + tokens], device=lm.device)
     with torch.no_grad():
-        logits = lm.model(input_ids=ids).logits[0, -1].float()
+        logits = lm.model(input_ids=ids).logits[0, -1].float().cpu()
     return torch.log_softmax(logits[torch.as_tensor(vocab)], -1)
 
 
@@ -97,9 +97,10 @@ def test_prior_kl_hands_ppo_minus_the_kl_to_the_prior_as_its_entropy(great_engin
     agent = sb3.PPOAgent(great_engine, great_task, cfg)
     policy = agent.model.policy
     obs_t, _ = policy.obs_to_tensor(agent.venv.reset())
-    actions = torch.zeros(2, dtype=torch.long)
+    actions = torch.zeros(2, dtype=torch.long, device=policy.device)
     _, _, entropy = policy.evaluate_actions(obs_t, actions)
-    assert torch.allclose(entropy, torch.zeros(2), atol=1e-5)  # the first policy is the prior: KL 0
+    # the first policy is the prior: KL 0
+    assert torch.allclose(entropy, torch.zeros(2, device=policy.device), atol=1e-5)
     with torch.no_grad():  # tilt the residual: the "entropy" is now -KL(policy || prior), by hand
         policy.action_net.bias.normal_()
     _, _, entropy = policy.evaluate_actions(obs_t, actions)

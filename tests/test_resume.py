@@ -84,6 +84,13 @@ def result(agent) -> dict[str, Any]:
     return {"prompt": s.prompt, "dev": s.dev_accuracy, "prompt_evals": s.prompt_evals, "top": top, "curve": curve}
 
 
+def numbers(state: Any) -> list[float]:
+    """Every number in a learned state (nested lists, tuples and dicts), in order."""
+    if isinstance(state, int | float):
+        return [float(state)]
+    return [n for part in (state.values() if isinstance(state, dict) else state) for n in numbers(part)]
+
+
 def learned_state(agent) -> Any:
     """The agent's own final state, which a resume must reproduce bit for bit."""
     if agent.name in ("random", "lm-prior"):
@@ -119,7 +126,11 @@ def test_killed_and_resumed_run_ends_as_an_uninterrupted_one(tiny_lm, task, tmp_
     resumed = make(method, tiny_lm, task, tmp_path / "run").learn(budget, progress=False, resume=True)
     assert resumed.status == "completed"
     assert result(resumed) == result(full)
-    assert learned_state(resumed) == learned_state(full)
+    if tiny_lm.device.type == "cpu":
+        assert learned_state(resumed) == learned_state(full)
+    else:  # CUDA's backward kernels (atomic adds) are not bit-reproducible; the result above still is
+        assert torch.allclose(torch.tensor(numbers(learned_state(resumed))), torch.tensor(numbers(learned_state(full))),
+                              atol=1e-4)
     assert resumed.evaluate("test").accuracy == full.evaluate("test").accuracy
     rows = (tmp_path / "run" / "curve.csv").read_text().splitlines()
     assert len(rows) == 1 + len(full.tracker.curve)  # the curve restarted from the checkpoint, no duplicates

@@ -48,10 +48,10 @@ def test_peft_loads_the_export_and_matches_prefix_scores(tmp_path, task):
     texts = task.texts("test")[:6]
     ours = eng.score_soft(agent.predict().unsqueeze(0), texts, placement="prefix")[0]  # [E, C]
     peft_model = PeftModel.from_pretrained(build_tiny_causal().model, folder)
-    torch.testing.assert_close(peft_model.get_prompt_embedding_to_save("default"), agent.predict())
+    torch.testing.assert_close(peft_model.get_prompt_embedding_to_save("default").cpu(), agent.predict().cpu())
     ids = [i[0] for i in eng.verbalizer_ids]
     for e, text in enumerate(texts):
-        enc = lm.tokenizer(text, return_tensors="pt")
+        enc = lm.tokenizer(text, return_tensors="pt").to(lm.device)
         with torch.no_grad():
             logits = peft_model(input_ids=enc.input_ids, attention_mask=enc.attention_mask).logits[0, -1]
         torch.testing.assert_close(torch.log_softmax(logits, -1)[ids], ours[e], atol=TOL, rtol=0)

@@ -4,7 +4,6 @@ seconds: the call is cut at a chunk boundary once the stop has waited past the g
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import cli_env
 
 from rlprompt import stop
 
@@ -33,7 +32,7 @@ def _write_task(folder: Path, n_train: int) -> list[str]:
 def test_sigint_inside_a_long_first_step_stops_within_seconds(tiny_model_dir: Path, tmp_path: Path) -> None:
     files = _write_task(tmp_path, 60_000)  # one prompt evaluation: tens of seconds on the tiny LM
     out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = cli_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "rlprompt.cli", "train", "--model", str(tiny_model_dir), "--dtype", "float32",
          "--device", "cpu", *files, "--agent", "random", "--budget", "4", "--prompt-length", "2",

@@ -156,12 +156,11 @@ def test_num_classes_needed(tmp_path: Path) -> None:
 
 def test_format_flag_reads_a_process_substitution(tiny_model_dir, tmp_path) -> None:
     """A path without an extension (``<(cat data.tsv)``) needs --format; the message says so."""
-    import os
     import shutil
     import subprocess
     import sys
 
-    from conftest import REPO
+    from conftest import cli_env
 
     if shutil.which("bash") is None:
         pytest.skip("bash is not available")
@@ -170,7 +169,7 @@ def test_format_flag_reads_a_process_substitution(tiny_model_dir, tmp_path) -> N
     cmd = (f"{sys.executable} -m rlprompt.cli eval --model {tiny_model_dir} --dtype float32 --device cpu "
            f"--train-file <(cat {data}) --dev-file <(cat {data}) --test-file <(cat {data}) "
            f"--verbalizers ' bad' ' good'")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = cli_env()
     missing = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env, timeout=120)
     assert missing.returncode == 2 and "--format" in missing.stderr and "Traceback" not in missing.stderr
     given = subprocess.run(["bash", "-c", cmd + " --format tsv"], capture_output=True, text=True, env=env,

@@ -91,7 +91,7 @@ def test_style_fluency_tst_and_joint(tmp_path) -> None:
     assert style[0] > 0.5 > style[1]
     fluency = get_text_reward("fluency", context)
     same = fluency(NEGATIVE[:2], **cols)
-    assert same == pytest.approx([1.0, 1.0])  # as likely as the input itself
+    assert same == pytest.approx([1.0, 1.0], abs=1e-5)  # as likely as the input itself
     assert fluency(["", "zq zq zq"], **cols)[0] == 0.0
     if importlib_has("sentence_transformers"):
         try:

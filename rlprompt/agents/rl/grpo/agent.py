@@ -285,7 +285,7 @@ class GRPOAgent(DiscreteAgent):
         cfg, budget = self.config, self.budget
         assert budget is not None
         on_cuda = self.engine.device.type == "cuda"
-        bf16 = cfg.bf16 if cfg.bf16 is not None else (on_cuda and torch.cuda.is_bf16_supported())
+        bf16 = bool(cfg.bf16) and (not on_cuda or torch.cuda.is_bf16_supported())
         trainer_config = GRPOConfig if cfg.algorithm is Algorithm.GRPO else RLOOConfig
         generation: dict[str, Any] = {"min_new_tokens": cfg.min_prompt_length}
         if self.suppress_ids:
@@ -295,7 +295,7 @@ class GRPOAgent(DiscreteAgent):
         max_steps = cfg.max_steps or math.ceil(budget.limit * len(self.task.texts("train"))) * (STALL_ROUNDS + 1)
         return trainer_config(
             output_dir=str(folder), seed=cfg.seed, data_seed=cfg.seed, use_cpu=not on_cuda,
-            bf16=bool(bf16), fp16=False, gradient_checkpointing=cfg.gradient_checkpointing,
+            bf16=bf16, fp16=False, gradient_checkpointing=cfg.gradient_checkpointing,
             per_device_train_batch_size=cfg.num_generations * cfg.prompts_per_step, gradient_accumulation_steps=1,
             steps_per_generation=1, num_generations=cfg.num_generations, max_completion_length=cfg.prompt_length,
             temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k or 0, generation_kwargs=generation,

@@ -98,7 +98,9 @@ class GRPOAgentConfig(AgentConfig):
     gradient_checkpointing: bool = field(default=False, metadata={
         "help": "trade compute for memory (off: tiny policies gain nothing from it)"})
     bf16: bool | None = field(default=None, metadata={
-        "help": "bf16 mixed precision (default: on CUDA with bf16 support, never on CPU)"})
+        "help": "bf16 mixed precision for the policy's updates (None, the default: off). On an H200 it made the "
+                "tiny test policy's samples NaN, a CUDA device-side assert that ends the process's CUDA context; "
+                "the same run in float32 finished"})
     # -- selection ---------------------------------------------------------------------
     dev_top_k: int = field(default=8, metadata={
         "help": "a prompt is checked on dev when its training reward is among the best k so far"})
