@@ -243,15 +243,6 @@ def targets(tables: dict[str, dict[str, Any]], figures: dict[str, Any]) -> None:
               f"LM-prior {at['lm-prior']:.1f}% (target: at or above)")
 
 
-def variant(text: str) -> tuple[str, Path]:
-    """``SUFFIX=FOLDER`` of ``--with``."""
-    suffix, sep, folder = text.partition("=")
-    if not sep or not suffix or not folder:
-        raise argparse.ArgumentTypeError(
-            f"expected SUFFIX=FOLDER, e.g. prior=benchmarks/results/quality-ppo-prior; got {text!r}")
-    return suffix, Path(folder)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = protocol_parser(__doc__, data=DEFAULT_DATA, out=DEFAULT_OUT, tasks=TASKS, methods=METHODS,
                              budget=1000)
@@ -260,9 +251,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--selection", default="dev", choices=SELECTION_RULES,
                         help="every method's selection rule (rlprompt compare --selection); give pooled runs "
                              "their own --out, e.g. benchmarks/results/quality-pooled")
-    parser.add_argument("--with", dest="variants", action="append", default=[], type=variant,
-                        metavar="SUFFIX=FOLDER", help="report also the runs of another protocol folder (a variant "
-                        "run with other --set options), its methods named <method>-SUFFIX")
     parser.add_argument("--markdown", type=Path, help="also write the README's table (markdown) to this file")
     args = parser.parse_args(argv)
     if not args.report:

@@ -87,8 +87,9 @@ def run_task(task: str, args: argparse.Namespace) -> None:
           f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 
 
-def read_task(folder: Path) -> dict[str, dict[str, list[float]]]:
-    """method -> metric -> values over seeds (x 100), from a task's results.jsonl."""
+def read_task(folder: Path, suffix: str = "") -> dict[str, dict[str, list[float]]]:
+    """method -> metric -> values over seeds (x 100), from a task's results.jsonl; with ``suffix``
+    the methods are named ``<method>-<suffix>`` (a variant run in its own folder, ``--with``)."""
     from rlprompt.experiments.results import ResultsLog
     from rlprompt.experiments.runner import FINISHED
 
@@ -98,7 +99,7 @@ def read_task(folder: Path) -> dict[str, dict[str, list[float]]]:
     for (method, _), r in sorted(ResultsLog(folder).latest().items()):
         if r.get("status") not in FINISHED or r.get("test_accuracy") is None:
             continue
-        row = out.setdefault(method, {m: [] for m in [*METRICS, "wall"]})
+        row = out.setdefault(f"{method}-{suffix}" if suffix else method, {m: [] for m in [*METRICS, "wall"]})
         row["joint"].append(100 * float(r["test_accuracy"]))
         for m in METRICS[1:]:
             value = (r.get("test_metrics") or {}).get(m)
@@ -117,9 +118,14 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> dict[str, Any]:
     beats: list[bool] = []
     for task in args.tasks:
         rows = read_task(args.out / task)
+        family = {m: m for m in rows}
+        for suffix, folder in args.variants:
+            variant_rows = read_task(folder / task, suffix)
+            rows.update(variant_rows)
+            family.update({m: m.removesuffix(f"-{suffix}") for m in variant_rows})
         print(f"\n{task}: test, 500 inputs, mean over seeds (x 100); budget {args.budget} prompt evaluations")
         print(f"{'method':<11}" + "".join(f"{m:>11}" for m in METRICS) + f"{'joint sd':>10}{'seeds':>7}")
-        for method in [m for m in dict.fromkeys(METHODS + RL) if m in rows]:
+        for method in sorted(rows, key=lambda m: ((METHODS + RL).index(family[m]), m)):
             row = rows[method]
             sd = statistics.stdev(row["joint"]) if len(row["joint"]) > 1 else math.nan
             print(f"{method:<11}" + "".join(f"{_mean(row[m]):>11.1f}" for m in METRICS)
@@ -128,7 +134,7 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> dict[str, Any]:
                 figures[f"{task}/{method}/{m}"] = round(_mean(row[m]), 2)
             figures[f"{task}/{method}/seeds"] = len(row["joint"])
             wall += sum(row["wall"])
-        rl = [m for m in RL if m in rows]
+        rl = [m for m in rows if family[m] in RL]
         if rl and "manual" in rows and "lm-prior" in rows:
             best = max(rl, key=lambda m: _mean(rows[m]["joint"]))
             margin = _mean(rows[best]["joint"]) - max(_mean(rows["manual"]["joint"]), _mean(rows["lm-prior"]["joint"]))

@@ -11,6 +11,15 @@ import argparse
 from pathlib import Path
 
 
+def variant(text: str) -> tuple[str, Path]:
+    """``SUFFIX=FOLDER`` of ``--with``."""
+    suffix, sep, folder = text.partition("=")
+    if not sep or not suffix or not folder:
+        raise argparse.ArgumentTypeError(
+            f"expected SUFFIX=FOLDER, e.g. prior=benchmarks/results/quality-ppo-prior; got {text!r}")
+    return suffix, Path(folder)
+
+
 def protocol_parser(doc: str, *, data: Path, out: Path, tasks: list[str], methods: list[str],
                     budget: int) -> argparse.ArgumentParser:
     """An argument parser with the protocol flags and these defaults (a benchmark adds its own)."""
@@ -28,4 +37,7 @@ def protocol_parser(doc: str, *, data: Path, out: Path, tasks: list[str], method
     parser.add_argument("--set", action="append", metavar="METHOD.NAME=VALUE",
                         help="an option of one method (rlprompt compare --set); a method keeps the options "
                              "it was first run with in a folder")
+    parser.add_argument("--with", dest="variants", action="append", default=[], type=variant,
+                        metavar="SUFFIX=FOLDER", help="report also the runs of another protocol folder (a variant "
+                        "run with other --set options), its methods named <method>-SUFFIX")
     return parser
