@@ -78,3 +78,31 @@ def test_a_variant_folder_is_ranked_as_its_method_and_named_in_the_table(bench_q
     assert "| random search | 60.0 (1.4) [2 seeds] | 60.0 |" in table
     with pytest.raises(SystemExit):
         bench_quality.main(["--report", "--with", "prior"])  # SUFFIX=FOLDER, not a bare name
+
+
+@pytest.fixture(scope="module")
+def bench_tst():
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("bench_tst")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _tst_folder(folder: Path, joints: dict[str, float]) -> None:
+    folder.mkdir(parents=True)
+    (folder / "results.jsonl").write_text("".join(
+        json.dumps({"method": m, "seed": 42, "status": "completed", "test_accuracy": j / 100, "wall_seconds": 1.0,
+                    "test_metrics": {"style": 0.3}}) + "\n" for m, j in joints.items()))
+
+
+def test_tst_report_ranks_a_variant_folder_as_an_rl_agent(bench_tst, tmp_path, capsys) -> None:
+    """bench_tst --with SUFFIX=FOLDER: the variant's ppo runs are 'ppo-prior', an RL agent for the target."""
+    _tst_folder(tmp_path / "base" / "yelp-0to1", {"manual": 12.0, "lm-prior": 11.0, "sql": 10.0})
+    _tst_folder(tmp_path / "prior" / "yelp-0to1", {"ppo": 13.5})
+    figures = bench_tst.main(["--report", "--tasks", "yelp-0to1", "--out", str(tmp_path / "base"),
+                              "--with", f"prior={tmp_path / 'prior'}"])
+    assert figures["yelp-0to1/ppo-prior/joint"] == pytest.approx(13.5)
+    assert figures["yelp-0to1/rl_margin"] == pytest.approx(1.5)  # ppo-prior minus the better of manual, LM-prior
+    assert figures["target_met_directions"] == 1
+    assert "ppo-prior" in capsys.readouterr().out
