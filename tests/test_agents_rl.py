@@ -311,3 +311,13 @@ def test_train_sst2_end_to_end_smollm(train_cli, smollm32, fsc16, tmp_path, caps
     result = evaluate_prompts(engine, head, [saved["tokens"]], split="test")[0]
     assert result.prompt == saved["prompt"] and result.n_examples == 32
     assert_accuracy(result.accuracy, engine, head, saved["tokens"], "test")
+
+
+def test_sb3_agent_without_out_dir_leaves_no_log_folder(great_engine, great_task, tmp_path, monkeypatch):
+    """SB3's default logger makes an empty SB3-<time> folder in the temp directory per learn()."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    agent = sb3.PPOAgent(great_engine, great_task, sb3.PPOConfig(seed=0, n_steps=2, batch_size=32, **TEST_RL, **VOCAB))
+    agent.learn(20, progress=False)
+    assert agent.budget.used > 0 and not list(tmp_path.iterdir())

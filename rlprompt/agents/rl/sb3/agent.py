@@ -245,8 +245,11 @@ class SB3Agent(BaseAgent):
         return prompts
 
     def _setup_logger(self) -> None:
-        if self.out_dir is not None:
-            self.model.set_logger(progress_logger(self))
+        from stable_baselines3.common.logger import Logger
+
+        # Without out_dir, a logger with no outputs: SB3's own default makes an empty
+        # SB3-<time> folder in the temp directory at every learn().
+        self.model.set_logger(progress_logger(self) if self.out_dir is not None else Logger(None, []))
 
     def _learn(self) -> None:
         assert self.budget is not None
