@@ -12,13 +12,18 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.fixture(scope="module")
-def bench_quality():
+def _import_bench(name: str):  # noqa: ANN202
+    """A benchmark script as a module (benchmarks/ on sys.path while the fixture lives)."""
     sys.path.insert(0, str(BENCH))
     try:
-        yield importlib.import_module("bench_quality")
+        yield importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def bench_quality():
+    yield from _import_bench("bench_quality")
 
 
 def _rows(**means: float) -> dict:
@@ -82,11 +87,7 @@ def test_a_variant_folder_is_ranked_as_its_method_and_named_in_the_table(bench_q
 
 @pytest.fixture(scope="module")
 def bench_tst():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("bench_tst")
-    finally:
-        sys.path.remove(str(BENCH))
+    yield from _import_bench("bench_tst")
 
 
 def _tst_folder(folder: Path, joints: dict[str, float]) -> None:
