@@ -125,7 +125,8 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> dict[str, Any]:
             family.update({m: m.removesuffix(f"-{suffix}") for m in variant_rows})
         print(f"\n{task}: test, 500 inputs, mean over seeds (x 100); budget {args.budget} prompt evaluations")
         print(f"{'method':<11}" + "".join(f"{m:>11}" for m in METRICS) + f"{'joint sd':>10}{'seeds':>7}")
-        for method in sorted(rows, key=lambda m: ((METHODS + RL).index(family[m]), m)):
+        order = METHODS + RL
+        for method in sorted(rows, key=lambda m: (order.index(family[m]) if family[m] in order else len(order), m)):
             row = rows[method]
             sd = statistics.stdev(row["joint"]) if len(row["joint"]) > 1 else math.nan
             print(f"{method:<11}" + "".join(f"{_mean(row[m]):>11.1f}" for m in METRICS)
