@@ -215,6 +215,25 @@ def test_cma_lm_prior_anchor_is_charged_and_checked_on_dev(engine, task):
     assert any(torch.equal(c.prompt, anchor) for c in agent.tracker.top)
 
 
+def test_best_anchor_scores_lm_prior_samples_and_vocabulary_draws(engine, task, monkeypatch):
+    from rlprompt.envs.vocab import candidate_vocab
+
+    cfg = CMAESConfig(popsize=4, intrinsic_dim=8, prompt_length=3, init="best", init_samples=6, dev_top_k=1)
+    agent = CMAES(engine, task, cfg)
+    scored: list[torch.Tensor] = []
+    score = agent.score
+    monkeypatch.setattr(agent, "score", lambda prompts, texts: scored.append(prompts) or score(prompts, texts))
+    agent.learn(20, progress=False)
+    first = scored[0].float().cpu()  # the anchor's candidates, scored before any search step
+    assert first.shape[0] == 6
+    table = engine.lm.input_embeddings().weight.detach().float().cpu()
+    ids = (first[:, :, None, :] - table[None, None]).abs().sum(-1).argmin(-1)  # [6, 3] token ids
+    words = set(candidate_vocab(engine.lm.tokenizer, table.shape[0]).tolist())
+    assert all(int(t) in words for t in ids[3:].flatten())  # the second half: random search's words
+    assert any(torch.equal(agent._p0, first[i]) for i in range(6))  # the anchor is the best of them
+    assert agent.summary().prompt_evals <= 20
+
+
 def test_soft_start_options_are_checked():
     with pytest.raises(ConfigError, match="init_text"):
         CMAESConfig(init="text")

@@ -6,6 +6,11 @@ sampling finds one: ``init_samples`` prompts sampled from the frozen task LM aft
 description, each scored on the whole train split (charged to the budget like any other
 candidate), the best on train taken as ``p0`` and checked on dev. A search around it starts
 where LM-prior sampling is, and selection can always fall back on it.
+
+``init="best"`` draws half of ``init_samples`` from the LM and half uniformly from random
+search's whole-word vocabulary and keeps the best on train, so
+the search starts at whichever sampler suits the task: on SST-2 LM-prior prompts lead, on AG
+News random ones do (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -44,12 +49,16 @@ def start_prompt(agent: SoftAgent, init: SoftStart, options: SoftStartOptions, r
         return sample_vocab_embeddings(table, n_tokens, real, generator).cpu()
     if init is SoftStart.TEXT:
         return text_embeddings(agent.engine, options.init_text or "", n_tokens).cpu()
-    return _best_lm_prior_prompt(agent, n_tokens, options.init_samples, reward_spec, generator)
+    share = 0.5 if init is SoftStart.BEST else 1.0
+    return _best_sampled_prompt(agent, init, n_tokens, options.init_samples, share, reward_spec, generator)
 
 
-def _best_lm_prior_prompt(agent: SoftAgent, n_tokens: int, samples: int, reward_spec: str,
-                          generator: torch.Generator) -> torch.Tensor:
+def _best_sampled_prompt(agent: SoftAgent, init: SoftStart, n_tokens: int, samples: int, lm_share: float,
+                         reward_spec: str, generator: torch.Generator) -> torch.Tensor:
+    """The best on train of ``samples`` discrete prompts, ``lm_share`` of them LM-prior samples and
+    the rest uniform vocabulary draws, as embeddings [T, H]; charged to the budget, checked on dev."""
     from rlprompt.agents.search.lm_prior import default_description, sample_prompts, sampling_context
+    from rlprompt.envs.vocab import candidate_vocab
     from rlprompt.rewards import get_reward
 
     budget, engine, task = agent.budget, agent.engine, agent.task
@@ -57,16 +66,21 @@ def _best_lm_prior_prompt(agent: SoftAgent, n_tokens: int, samples: int, reward_
     n = min(samples, int(budget.remaining - budget.cost(1, agent.selection_examples) + 1e-9))
     if n < 1:
         raise ConfigError(
-            f"init='lm-prior' needs a budget for at least one sampled prompt and a dev check; "
+            f"init='{init.value}' needs a budget for at least one sampled prompt and a dev check; "
             f"{budget.remaining:.1f} prompt evaluations are left (raise the budget or use init='vocab')"
         )
     prior = LMPriorConfig()
     train = task.texts("train")
-    picks = torch.randint(len(train), (n,), generator=generator).tolist()
+    n_lm = max(1, round(n * lm_share))
+    picks = torch.randint(len(train), (n_lm,), generator=generator).tolist()
     context = sampling_context(task, prior.context, prior.context)
     tokens, cost = sample_prompts(engine, context, default_description(task), [train[i] for i in picks], n_tokens,
                                   generator, prior)
     budget.charge(**cost)
+    if n > n_lm:  # the vocabulary's share: random search's prompts (its default whole-word list)
+        words = torch.as_tensor(candidate_vocab(engine.lm.tokenizer, engine.lm.input_embeddings().num_embeddings))
+        drawn = words[torch.randint(len(words), (n - n_lm, n_tokens), generator=generator)]
+        tokens = torch.cat([tokens.cpu(), drawn])
     table = engine.lm.input_embeddings().weight.detach()
     prompts = table[tokens.to(table.device)].float()  # [n, T, H]: a discrete prompt, read as embeddings
     labels = task.label_tensor("train").to(engine.device)

@@ -17,6 +17,7 @@ class SoftStart(str, enum.Enum):
     VOCAB = "vocab"  # embeddings of tokens drawn from the vocabulary (black-box tuning's p0)
     TEXT = "text"  # the embeddings of init_text's tokens
     LM_PRIOR = "lm-prior"  # the best on train of init_samples prompts sampled from the task LM
+    BEST = "best"  # the best on train of init_samples prompts: half LM-prior samples, half vocabulary draws
 
 
 @dataclass
@@ -26,7 +27,7 @@ class SoftStartOptions:
 
     init_text: str | None = field(default=None, metadata={"help": "the text prompt for init='text'"})
     init_samples: int = field(default=32, metadata={
-        "help": "init='lm-prior': prompts sampled from the task LM and scored on train (charged to the budget); "
+        "help": "init='lm-prior' or 'best': prompts sampled and scored on train (charged to the budget); "
                 "the best is the anchor, and is checked on dev"})
 
     def _check_start(self, init: object) -> SoftStart:
@@ -50,7 +51,8 @@ class SubspaceOptions(SoftStartOptions):
     scale: float = field(default=1.0, metadata={"help": "table standard deviations one unit of A z moves"})
     reward: str = field(default="log-likelihood", metadata={"help": "train reward to maximise"})
     init: SoftStart = field(default=SoftStart.VOCAB, metadata={
-        "help": "p0, where the search starts: vocab (sampled tokens, as black-box tuning), mean, text or lm-prior"})
+        "help": "p0, where the search starts: vocab (sampled tokens, as black-box tuning), mean, text, "
+                "lm-prior or best"})
     dev_top_k: int = field(default=8, metadata={
         "help": "a candidate is checked on dev when its train reward is among the best k so far"})
 

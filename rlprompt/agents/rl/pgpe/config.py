@@ -16,7 +16,8 @@ class PGPEConfig(AgentConfig, SubspaceOptions):
     CMA-ES's, so the two compare on the same footing."""
 
     init: SoftStart = field(default=SoftStart.LM_PRIOR, metadata={
-        "help": "p0, the anchor actions move from: lm-prior (a good discrete prompt), vocab, mean or text"})
+        "help": "p0, the anchor actions move from: lm-prior (a good discrete prompt), best (of LM-prior "
+                "and random prompts), vocab, mean or text"})
     init_samples: int = field(default=200, metadata={
         "help": "init='lm-prior': LM-prior prompts scored on train (charged to the budget) before learning; "
                 "the best is the anchor, and is checked on dev"})

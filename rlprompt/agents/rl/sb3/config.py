@@ -124,7 +124,7 @@ class SoftRLConfig(RLConfig, SoftStartOptions):
     action_scale: float = field(default=2.0, metadata={"help": "embedding-table stds an action of 1 moves"})
     projection_seed: int = field(default=0, metadata={"help": "seed of the fixed random projection"})
     init: SoftStart = field(default=SoftStart.MEAN, metadata={
-        "help": "the anchor an all-zero action writes: mean (the table's mean), vocab, text or lm-prior"})
+        "help": "the anchor an all-zero action writes: mean (the table's mean), vocab, text, lm-prior or best"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
