@@ -59,6 +59,17 @@ def test_prompt_prior_of_several_contexts_is_their_mixture(tiny_lm):
         PromptPrior(tiny_lm, [], vocab)
 
 
+def test_prompt_prior_mixes_in_the_uniform_share(tiny_lm):
+    vocab, prompt = np.arange(10, 74), torch.tensor([[-1, -1], [3, -1]])
+    plain = PromptPrior(tiny_lm, "ctx", vocab)(prompt).exp()
+    half = PromptPrior(tiny_lm, "ctx", vocab, uniform=0.5)(prompt).exp()
+    assert torch.allclose(half, 0.5 * plain + 0.5 / 64, atol=1e-5)
+    flat = PromptPrior(tiny_lm, "ctx", vocab, uniform=1.0)(prompt).exp()
+    assert torch.allclose(flat, torch.full_like(flat, 1 / 64))
+    with pytest.raises(ValueError, match="uniform"):
+        PromptPrior(tiny_lm, "ctx", vocab, uniform=1.5)
+
+
 def test_prompt_prior_cache_is_bounded(tiny_lm):
     prior = PromptPrior(tiny_lm, "ctx", np.arange(10, 20), cache_size=2, chunk=2)
     prompt = torch.tensor([[1, -1], [2, -1], [3, -1], [1, 2]])
@@ -136,3 +147,5 @@ def test_prior_config_errors(great_engine, great_task):
         sb3.PPOConfig(prior_kl=True)
     with pytest.raises(ConfigError, match="prior_examples"):
         sb3.PPOConfig(prior=True, prior_examples=0)
+    with pytest.raises(ConfigError, match="prior_uniform"):
+        sb3.PPOConfig(prior=True, prior_uniform=-0.1)

@@ -86,7 +86,7 @@ class DiscreteSB3Agent(SB3Agent, DiscreteAgent):
             if self.budget is not None:
                 self.budget.charge(**cost)
 
-        return PromptPrior(self.engine.lm, texts, self.env.vocab, charge=charge)
+        return PromptPrior(self.engine.lm, texts, self.env.vocab, charge=charge, uniform=cfg.prior_uniform)
 
     def _prompt_from_obs(self, obs: dict[str, np.ndarray]) -> tuple[Any, Any]:
         tokens = tuple(int(t) for t in self.env.vocab[np.asarray(obs["prompt"], dtype=np.int64)])

@@ -99,6 +99,9 @@ class DiscreteRLConfig(RLConfig):
     prior_examples: int = field(default=1, metadata={
         "help": "training inputs the prior's {example} takes, drawn by seed: the prior is the mixture of their "
                 "distributions (each costs only the prompt tokens after its context's one forward)"})
+    prior_uniform: float = field(default=0.0, metadata={
+        "help": "share of the uniform distribution mixed into the prior per token: 0 starts at LM-prior sampling, "
+                "1 at random search's draws"})
     description: str | None = field(default=None, metadata={
         "help": "task description of the prior (default: built from the class names, as lm-prior)"})
 
@@ -106,6 +109,9 @@ class DiscreteRLConfig(RLConfig):
         super().__post_init__()
         check_context(self.prior_context, "prior_context")
         check_positive(self.prior_examples, "prior_examples")
+        share = self.prior_uniform
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+            raise ConfigError(f"prior_uniform must be a share in [0, 1], got {share!r}")
         if self.prior_kl and not self.prior:
             raise ConfigError("prior_kl=True needs prior=True (a KL to which prior?)")
         if self.vocab not in ("words", "full"):

@@ -40,13 +40,18 @@ class PromptPrior:
         or several: the prior is then the mixture (mean of probabilities) of their distributions.
     :param vocab: candidate token ids [K]; action ``a`` is token ``vocab[a]``.
     :param charge: called with the LM cost of each forward (None: not metered).
+    :param uniform: share of the uniform distribution over the K candidates mixed in
+        (``(1 - u) p_LM + u / K``): a start between LM-prior sampling and random search.
     :param cache_size: prefixes kept (each ``K`` floats).
     :param chunk: prefixes per LM forward.
     """
 
     def __init__(self, lm: Any, context: str | Sequence[str], vocab: np.ndarray, *, charge: Charge | None = None,
-                 cache_size: int = 4096, chunk: int = 64) -> None:
+                 cache_size: int = 4096, chunk: int = 64, uniform: float = 0.0) -> None:
+        if not 0 <= uniform <= 1:
+            raise ValueError(f"uniform must lie in [0, 1], got {uniform}")
         self.lm = lm
+        self.uniform = float(uniform)
         texts = [context] if isinstance(context, str) else list(context)
         if not texts:
             raise ValueError("PromptPrior needs at least one context")
@@ -98,6 +103,9 @@ class PromptPrior:
             per_context.append(torch.log_softmax(logits, -1))  # a distribution over the K actions
         # the mixture: log of the mean probability over the contexts
         logp = torch.logsumexp(torch.stack(per_context), 0) - math.log(len(per_context))
+        if self.uniform > 0:  # (1 - u) p + u / K, in log space
+            flat = torch.full_like(logp, math.log(self.uniform / logp.shape[-1]))
+            logp = flat if self.uniform == 1 else torch.logaddexp(logp + math.log1p(-self.uniform), flat)
         for key, row in zip(keys, logp, strict=True):
             self._cache[key] = row.clone()
         while len(self._cache) > self.cache_size:
