@@ -8,9 +8,9 @@ candidate), the best on train taken as ``p0`` and checked on dev. A search aroun
 where LM-prior sampling is, and selection can always fall back on it.
 
 ``init="best"`` draws half of ``init_samples`` from the LM and half uniformly from random
-search's whole-word vocabulary and keeps the best on train, so
-the search starts at whichever sampler suits the task: on SST-2 LM-prior prompts lead, on AG
-News random ones do (docs/benchmarks.md).
+search's whole-word vocabulary and keeps the best on train, so the search starts at whichever
+sampler suits the task: on SST-2 LM-prior prompts lead, on AG News random ones do
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations

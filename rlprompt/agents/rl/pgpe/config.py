@@ -19,7 +19,7 @@ class PGPEConfig(AgentConfig, SubspaceOptions):
         "help": "p0, the anchor actions move from: lm-prior (a good discrete prompt), best (of LM-prior "
                 "and random prompts), vocab, mean or text"})
     init_samples: int = field(default=200, metadata={
-        "help": "init='lm-prior': LM-prior prompts scored on train (charged to the budget) before learning; "
+        "help": "init='lm-prior' or 'best': sampled prompts scored on train (charged to the budget) before learning; "
                 "the best is the anchor, and is checked on dev"})
     popsize: int = field(default=20, metadata={
         "help": "actions sampled per update, in antithetic pairs (even); the policy's mean is scored too"})
