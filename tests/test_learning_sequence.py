@@ -86,10 +86,12 @@ def test_sql_learns_the_sequence(seq_engine, great_task):
     assert agent.budget.used <= BUDGET
 
 
-@pytest.mark.parametrize("prior", [False, True], ids=["uniform-start", "lm-prior-start"])
-def test_ppo_finds_the_sequence(seq_engine, great_task, prior):
+@pytest.mark.parametrize(("prior", "risk"), [(False, None), (True, None), (True, 0.25)],
+                         ids=["uniform-start", "lm-prior-start", "risk-seeking"])
+def test_ppo_finds_the_sequence(seq_engine, great_task, prior, risk):
     cfg = sb3.PPOAgent.config_class(seed=0, prompt_length=3, reward="log-likelihood", n_envs=16,
-                                    examples_per_episode=None, max_vocab=WORDS, learning_rate=3e-3, prior=prior)
+                                    examples_per_episode=None, max_vocab=WORDS, learning_rate=3e-3, prior=prior,
+                                    risk_seeking=risk)
     agent = sb3.PPOAgent(seq_engine, great_task, cfg)
     agent.learn(BUDGET, progress=False)
     assert best_matches(agent) == 3, agent.describe(agent.predict())

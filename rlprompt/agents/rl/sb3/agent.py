@@ -77,6 +77,15 @@ class BudgetCallback(BaseCallback):
         self.agent.safe_point()  # between episode batches: a checkpoint when due, or a requested stop
         return self.agent._room_for_another_batch()
 
+    def _on_rollout_end(self) -> None:
+        share = getattr(self.agent.config, "risk_seeking", None)  # PPO's option; SB3 has just computed GAE
+        if share is not None:
+            from rlprompt.agents.rl.sb3.risk import risk_seeking_advantages
+
+            buffer = self.model.rollout_buffer
+            buffer.advantages[:] = risk_seeking_advantages(buffer.rewards, buffer.episode_starts,
+                                                           np.asarray(self.locals["dones"]), share)
+
 
 # -- the agents -----------------------------------------------------------------------------
 

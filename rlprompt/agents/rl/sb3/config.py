@@ -151,16 +151,25 @@ class _PPOOptions:
     clip_range: float = field(default=0.2, metadata={"help": "PPO clip range"})
     ent_coef: float = field(default=0.01, metadata={"help": "entropy bonus"})
     vf_coef: float = field(default=0.5, metadata={"help": "value loss weight"})
+    risk_seeking: float | None = field(default=None, metadata={
+        "help": "top share of each rollout's episodes that learns (risk-seeking policy gradient: advantage = "
+                "return minus the rollout's 1-share quantile, the rest 0; aims at the best prompt, not the mean)"})
 
     def _check_ppo(self) -> None:
         for name in ("n_steps", "batch_size", "n_epochs"):
             check_positive(getattr(self, name), name)
         if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ConfigError(f"gamma must lie in (0, 1] and gae_lambda in [0, 1]; got {self.gamma}, {self.gae_lambda}")
+        share = self.risk_seeking
+        if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1):
+            raise ConfigError(f"risk_seeking must be a share in (0, 1] (e.g. 0.25) or None, got {share!r}")
 
     def algo_kwargs(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda",
-                                              "clip_range", "ent_coef", "vf_coef")}
+        kwargs = {k: getattr(self, k) for k in ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda",
+                                                "clip_range", "ent_coef", "vf_coef")}
+        if self.risk_seeking is not None:  # its advantages are already scaled; centring would undo the zeros
+            kwargs["normalize_advantage"] = False
+        return kwargs
 
 
 @dataclass
