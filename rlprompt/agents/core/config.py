@@ -55,6 +55,16 @@ def check_positive(value: Any, name: str, *, allow_none: bool = False, integer: 
         raise ConfigError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}")
 
 
+def check_share(value: Any, name: str, *, allow_zero: bool = True, allow_none: bool = False) -> None:
+    """Raise a ConfigError unless ``value`` is a number in [0, 1] (in (0, 1] without ``allow_zero``)."""
+    if value is None and allow_none:
+        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not (0 <= value <= 1) or (value == 0 and not allow_zero):
+        span = "[0, 1]" if allow_zero else "(0, 1]"
+        raise ConfigError(f"{name} must be a share in {span}{' or None' if allow_none else ''}, got {value!r}")
+
+
 @dataclass
 class AgentConfig:
     """Options every agent has."""

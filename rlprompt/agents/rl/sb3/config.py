@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlprompt.agents.core.config import AgentConfig, check_context, check_positive, enum_choice
+from rlprompt.agents.core.config import AgentConfig, check_context, check_positive, check_share, enum_choice
 from rlprompt.agents.search.config import SoftStart, SoftStartOptions
 from rlprompt.errors import ConfigError
 from rlprompt.lm.template import Placement
@@ -109,9 +109,7 @@ class DiscreteRLConfig(RLConfig):
         super().__post_init__()
         check_context(self.prior_context, "prior_context")
         check_positive(self.prior_examples, "prior_examples")
-        share = self.prior_uniform
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
-            raise ConfigError(f"prior_uniform must be a share in [0, 1], got {share!r}")
+        check_share(self.prior_uniform, "prior_uniform")
         if self.prior_kl and not self.prior:
             raise ConfigError("prior_kl=True needs prior=True (a KL to which prior?)")
         if self.vocab not in ("words", "full"):
@@ -160,9 +158,7 @@ class _PPOOptions:
             check_positive(getattr(self, name), name)
         if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ConfigError(f"gamma must lie in (0, 1] and gae_lambda in [0, 1]; got {self.gamma}, {self.gae_lambda}")
-        share = self.risk_seeking
-        if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1):
-            raise ConfigError(f"risk_seeking must be a share in (0, 1] (e.g. 0.25) or None, got {share!r}")
+        check_share(self.risk_seeking, "risk_seeking", allow_zero=False, allow_none=True)
 
     def algo_kwargs(self) -> dict[str, Any]:
         kwargs = {k: getattr(self, k) for k in ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda",
