@@ -107,3 +107,38 @@ def test_tst_report_ranks_a_variant_folder_as_an_rl_agent(bench_tst, tmp_path, c
     assert figures["yelp-0to1/rl_margin"] == pytest.approx(1.5)  # ppo-prior minus the better of manual, LM-prior
     assert figures["target_met_directions"] == 1
     assert "ppo-prior" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def make_large_dev():
+    yield from _import_bench("make_large_dev")
+
+
+def _split(path: Path, rows: list[tuple[str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("text\tlabel\n" + "".join(f"{t}\t{lab}\n" for t, lab in rows), encoding="utf-8")
+
+
+def test_large_dev_keeps_train_adds_other_seeds_per_class_and_never_this_seeds_train(make_large_dev, tmp_path) -> None:
+    src = tmp_path / "data" / "t"
+    _split(src / "test.tsv", [("q \\$ 1", "0")])
+    _split(src / "1" / "train.tsv", [("a", "0"), ("b", "1")])
+    _split(src / "1" / "dev.tsv", [("c", "0"), ("d", "1")])
+    # seed 2 holds seed 1's training text 'a' (must not reach seed 1's dev), a duplicate of 'c',
+    # and more of class 1 than the target of 3 per class takes
+    _split(src / "2" / "train.tsv", [("a", "0"), ("c", "0"), ("e \\$", "0")])
+    _split(src / "2" / "dev.tsv", [("f", "1"), ("g", "1"), ("h", "1")])
+    assert make_large_dev.main(["--data-dir", str(tmp_path / "data"), "--task", "t", "--dev-per-class", "3",
+                                "--out", str(tmp_path / "out")]) == 0
+    out = tmp_path / "out" / "t"
+    assert (out / "1" / "train.tsv").is_symlink() and (out / "test.tsv").is_symlink()
+    _, dev = make_large_dev.read_split(out / "1" / "dev.tsv")
+    assert dev[:2] == [("c", "0"), ("d", "1")]  # its own dev first, unchanged
+    texts = [t for t, _ in dev]
+    assert "a" not in texts and len(texts) == len(set(texts))
+    assert sorted(t for t, lab in dev if lab == "0") == ["c", "e \\$"]  # the pool ran out of class 0
+    assert sum(lab == "1" for _, lab in dev) == 3
+    _, again = make_large_dev.read_split(out / "1" / "dev.tsv")
+    make_large_dev.main(["--data-dir", str(tmp_path / "data"), "--task", "t", "--dev-per-class", "3",
+                         "--out", str(tmp_path / "out")])
+    assert make_large_dev.read_split(out / "1" / "dev.tsv")[1] == again  # seeded: the same draw again
