@@ -78,7 +78,7 @@ def run_task(task: str, args: argparse.Namespace) -> None:
 
     config = CompareConfig(
         task=task, task_args={"data_dir": str(args.data_dir), "n_train": 8, "n_dev": 16}, seeds=list(args.seeds),
-        methods=list(args.methods), budget=args.budget, model=args.model, prompt_length=5,
+        methods=list(args.methods), budget=args.budget, model=args.model, prompt_length=5, reward=args.reward,
         options=method_options(args.set, list(args.methods)),
     )
     start = time.perf_counter()
@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = protocol_parser(__doc__, data=DEFAULT_DATA, out=DEFAULT_OUT, tasks=TASKS, methods=METHODS,
                              budget=500)
     parser.add_argument("--no-throughput", action="store_true", help="skip the throughput measurement")
+    parser.add_argument("--reward", help="every method's training reward (rlprompt compare --reward; default "
+                        "RLPrompt's 'tst'); selection and the report stay on the joint score. Give such runs "
+                        "their own --out")
     args = parser.parse_args(argv)
     figures: dict[str, Any] = {"budget": args.budget, "seeds": ",".join(map(str, args.seeds))}
     if not args.no_throughput and not args.report:
