@@ -71,13 +71,24 @@ def throughput(args: argparse.Namespace) -> dict[str, float]:
             "style_classifier_held_out_accuracy": round(clf.held_out_accuracy, 4)}
 
 
+def instruction_template(task: str) -> str:
+    """RLPrompt's template after the task's first hand-written instruction: the learned prompt extends it."""
+    from rlprompt.experiments.manual import manual_prompts
+    from rlprompt.lm.generation import GENERATION_TEMPLATE
+
+    return manual_prompts(task)[0] + GENERATION_TEMPLATE
+
+
 def run_task(task: str, args: argparse.Namespace) -> None:
     from rlprompt.cli.compare import method_options
     from rlprompt.experiments import InProcessExecutor, compare
     from rlprompt.experiments.config import CompareConfig
 
+    task_args: dict[str, Any] = {"data_dir": str(args.data_dir), "n_train": 8, "n_dev": 16}
+    if args.instruction:
+        task_args["template"] = instruction_template(task)
     config = CompareConfig(
-        task=task, task_args={"data_dir": str(args.data_dir), "n_train": 8, "n_dev": 16}, seeds=list(args.seeds),
+        task=task, task_args=task_args, seeds=list(args.seeds),
         methods=list(args.methods), budget=args.budget, model=args.model, prompt_length=5, reward=args.reward,
         options=method_options(args.set, list(args.methods)),
     )
@@ -109,6 +120,18 @@ def read_task(folder: Path, suffix: str = "") -> dict[str, dict[str, list[float]
     return out
 
 
+def extends_instruction(folder: Path) -> bool:
+    """True when the runs in ``folder`` used a template with text before ``{prompt}`` (``--instruction``):
+    their no-prompt row is then that hand-written instruction alone, a baseline of the target."""
+    import json
+
+    from rlprompt.lm.template import Template
+
+    config = folder / "config.json"
+    template = json.loads(config.read_text()).get("task_args", {}).get("template") if config.exists() else None
+    return bool(template) and bool(Template.parse(template).head.strip())
+
+
 def _mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else math.nan
 
@@ -119,10 +142,13 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> dict[str, Any]:
     for task in args.tasks:
         rows = read_task(args.out / task)
         family = {m: m for m in rows}
+        instructions = {m for m in rows if m == "no-prompt" and extends_instruction(args.out / task)}
         for suffix, folder in args.variants:
             variant_rows = read_task(folder / task, suffix)
             rows.update(variant_rows)
             family.update({m: m.removesuffix(f"-{suffix}") for m in variant_rows})
+            if extends_instruction(folder / task):
+                instructions |= {m for m in variant_rows if family[m] == "no-prompt"}
         print(f"\n{task}: test, 500 inputs, mean over seeds (x 100); budget {args.budget} prompt evaluations")
         print(f"{'method':<11}" + "".join(f"{m:>11}" for m in METRICS) + f"{'joint sd':>10}{'seeds':>7}")
         order = METHODS + RL
@@ -138,7 +164,10 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> dict[str, Any]:
         rl = [m for m in rows if family[m] in RL]
         if rl and "manual" in rows and "lm-prior" in rows:
             best = max(rl, key=lambda m: _mean(rows[m]["joint"]))
-            margin = _mean(rows[best]["joint"]) - max(_mean(rows["manual"]["joint"]), _mean(rows["lm-prior"]["joint"]))
+            # every manual and LM-prior row counts, a variant folder's too, and an instruction alone
+            baseline = max(_mean(rows[m]["joint"]) for m in rows
+                           if family[m] in ("manual", "lm-prior") or m in instructions)
+            margin = _mean(rows[best]["joint"]) - baseline
             figures[f"{task}/rl_margin"] = round(margin, 2)
             beats.append(margin > 0)
             print(f"target: {best} joint minus max(manual, lm-prior) = {margin:+.1f}")
@@ -156,7 +185,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--reward", help="every method's training reward (rlprompt compare --reward; default "
                         "RLPrompt's 'tst'); selection and the report stay on the joint score. Give such runs "
                         "their own --out")
+    parser.add_argument("--instruction", action="store_true", help="every method's prompt extends the task's "
+                        "first hand-written instruction (template '<instruction>{prompt} \"{input}\" \"'; "
+                        "no-prompt is then that instruction alone); give such runs their own --out")
     args = parser.parse_args(argv)
+    if args.instruction and "manual" in args.methods and not args.report:
+        parser.error("--instruction with 'manual' would write an instruction after an instruction; the manual "
+                     "row is in the standard folder (report it with --with)")
     figures: dict[str, Any] = {"budget": args.budget, "seeds": ",".join(map(str, args.seeds))}
     if not args.no_throughput and not args.report:
         figures.update(throughput(args))

@@ -79,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="a folder outside the repository")
     args = parser.parse_args(argv)
     source = args.data_dir / args.task
+    if not source.is_dir():
+        raise SystemExit(f"{source}: no such task folder (--data-dir is the fsc16 folder, --task one of its tasks)")
+    repo = Path(__file__).resolve().parents[1]
+    if args.out.resolve().is_relative_to(repo):
+        raise SystemExit(f"--out {args.out} lies inside the repository; write the copy elsewhere (the shared data "
+                         "is never copied into the repository)")
     seeds = sorted((p.name for p in source.iterdir() if p.is_dir() and p.name.isdigit()), key=int)
     if not seeds:
         raise SystemExit(f"{source}: no seed folders (expected <task>/<seed>/train.tsv)")

@@ -109,6 +109,23 @@ def test_tst_report_ranks_a_variant_folder_as_an_rl_agent(bench_tst, tmp_path, c
     assert "ppo-prior" in capsys.readouterr().out
 
 
+def test_tst_target_counts_an_instruction_folders_baselines(bench_tst, tmp_path) -> None:
+    """An --instruction folder's LM-prior and its no-prompt row (the instruction alone) are baselines too."""
+    _tst_folder(tmp_path / "base" / "yelp-0to1", {"manual": 12.0, "lm-prior": 11.0, "sql": 10.0})
+    variant = tmp_path / "instr" / "yelp-0to1"
+    _tst_folder(variant, {"ppo": 16.0, "lm-prior": 14.0, "no-prompt": 15.0})
+    args = ["--report", "--tasks", "yelp-0to1", "--out", str(tmp_path / "base"),
+            "--with", f"instr={tmp_path / 'instr'}"]
+    assert bench_tst.main(args)["yelp-0to1/rl_margin"] == pytest.approx(2.0)  # over the variant's LM-prior
+    template = bench_tst.instruction_template("yelp-0to1")
+    assert template == 'Rewrite the negative review as a positive one:{prompt} "{input}" "'
+    (variant / "config.json").write_text(json.dumps({"task_args": {"template": template}}))
+    assert bench_tst.main(args)["yelp-0to1/rl_margin"] == pytest.approx(1.0)  # over the instruction alone
+    with pytest.raises(SystemExit):  # manual would write an instruction after the instruction
+        bench_tst.main(["--instruction", "--methods", "manual", "--out", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.fixture(scope="module")
 def make_large_dev():
     yield from _import_bench("make_large_dev")
@@ -142,3 +159,13 @@ def test_large_dev_keeps_train_adds_other_seeds_per_class_and_never_this_seeds_t
     make_large_dev.main(["--data-dir", str(tmp_path / "data"), "--task", "t", "--dev-per-class", "3",
                          "--out", str(tmp_path / "out")])
     assert make_large_dev.read_split(out / "1" / "dev.tsv")[1] == again  # seeded: the same draw again
+
+
+def test_large_dev_refuses_a_missing_task_and_an_out_inside_the_repository(make_large_dev, tmp_path) -> None:
+    with pytest.raises(SystemExit, match="no such task folder"):
+        make_large_dev.main(["--data-dir", str(tmp_path), "--task", "nope", "--out", str(tmp_path / "out")])
+    (tmp_path / "t" / "1").mkdir(parents=True)
+    inside = Path(__file__).resolve().parents[1] / "runs" / "large-dev"
+    with pytest.raises(SystemExit, match="inside the repository"):
+        make_large_dev.main(["--data-dir", str(tmp_path), "--task", "t", "--out", str(inside)])
+    assert not inside.exists()

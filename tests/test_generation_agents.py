@@ -203,6 +203,8 @@ def test_prompt_first_generation_tasks_sample_instructions(tiny_lm, gen_task) ->
         assert cls(engine, first, config(context="{example}:")).context == "{example}:"  # a chosen one is kept
         after = GenerationEngine(tiny_lm, gen_task.template, settings=gen_task.settings)
         assert cls(after, gen_task, config()).context == config().context  # prompt after the input
+        fixed = dataclasses.replace(gen_task, template='Make it nice:{prompt} "{input}" "')
+        assert cls(engine, fixed, config()).context == f"{INSTRUCTION_CONTEXT} Make it nice:"  # continues it
 
 
 def test_a_generation_task_from_a_local_hf_dataset(tiny_model_dir, tmp_path, capsys) -> None:

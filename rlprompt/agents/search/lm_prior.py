@@ -89,12 +89,16 @@ the input."""
 
 def sampling_context(task: Task, configured: str, default: str) -> str:
     """The context prompts are sampled after: ``configured``, unless it is the config's ``default``
-    and the task is a generation task with the prompt before the input (:data:`INSTRUCTION_CONTEXT`)."""
+    and the task is a generation task with the prompt before the input (:data:`INSTRUCTION_CONTEXT`,
+    followed by the template's text before ``{prompt}`` when it has some, so that the prompt is
+    sampled as the continuation of a fixed instruction there)."""
     if configured == default and getattr(task, "kind", "") == "generation":
         from rlprompt.lm.template import Template
 
-        if not Template.parse(task.template).prompt_after_input:
-            return INSTRUCTION_CONTEXT
+        template = Template.parse(task.template)
+        if not template.prompt_after_input:
+            head = template.head.strip().replace("{", "{{").replace("}", "}}")
+            return f"{INSTRUCTION_CONTEXT} {head}" if head else INSTRUCTION_CONTEXT
     return configured
 
 
