@@ -150,12 +150,13 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> dict[str, Any]:
             if extends_instruction(folder / task):
                 instructions |= {m for m in variant_rows if family[m] == "no-prompt"}
         print(f"\n{task}: test, 500 inputs, mean over seeds (x 100); budget {args.budget} prompt evaluations")
-        print(f"{'method':<11}" + "".join(f"{m:>11}" for m in METRICS) + f"{'joint sd':>10}{'seeds':>7}")
+        width = max([11, *(len(m) + 1 for m in rows)])
+        print(f"{'method':<{width}}" + "".join(f"{m:>11}" for m in METRICS) + f"{'joint sd':>10}{'seeds':>7}")
         order = METHODS + RL
         for method in sorted(rows, key=lambda m: (order.index(family[m]) if family[m] in order else len(order), m)):
             row = rows[method]
             sd = statistics.stdev(row["joint"]) if len(row["joint"]) > 1 else math.nan
-            print(f"{method:<11}" + "".join(f"{_mean(row[m]):>11.1f}" for m in METRICS)
+            print(f"{method:<{width}}" + "".join(f"{_mean(row[m]):>11.1f}" for m in METRICS)
                   + f"{sd:>10.1f}{len(row['joint']):>7}")
             for m in METRICS:
                 figures[f"{task}/{method}/{m}"] = round(_mean(row[m]), 2)
@@ -170,7 +171,7 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> dict[str, Any]:
             margin = _mean(rows[best]["joint"]) - baseline
             figures[f"{task}/rl_margin"] = round(margin, 2)
             beats.append(margin > 0)
-            print(f"target: {best} joint minus max(manual, lm-prior) = {margin:+.1f}")
+            print(f"target: {best} joint minus the best hand-written instruction or LM-prior row = {margin:+.1f}")
     figures["target_met_directions"] = sum(beats)
     figures["wall_hours"] = round(wall / 3600, 2)
     print(f"\ntarget (RL joint above the hand-written instruction and LM-prior): met in {sum(beats)}/{len(beats)} "
