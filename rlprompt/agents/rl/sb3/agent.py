@@ -85,6 +85,10 @@ class BudgetCallback(BaseCallback):
             buffer = self.model.rollout_buffer
             buffer.advantages[:] = risk_seeking_advantages(buffer.rewards, buffer.episode_starts,
                                                            np.asarray(self.locals["dones"]), share)
+        if getattr(self.agent.config, "entropy_floor", None) is not None:  # PPO's option: adapt the bonus
+            from rlprompt.agents.rl.sb3.entropy import apply_entropy_floor
+
+            apply_entropy_floor(self.model, self.agent.config.entropy_floor, self.agent.config.ent_coef)
 
 
 # -- the agents -----------------------------------------------------------------------------
@@ -316,6 +320,8 @@ class SB3Agent(BaseAgent):
             "on_dev": [self._key_to_json(k) for k in self.on_dev],
             "buffer": None if buffer is None else buffer_state(buffer, tensors),
         }
+        if isinstance(getattr(model, "ent_coef", None), float):  # adapted by entropy_floor
+            meta["sb3"]["ent_coef"] = model.ent_coef
         return tensors, meta
 
     def restore_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -332,6 +338,8 @@ class SB3Agent(BaseAgent):
             with torch.no_grad():
                 model.log_ent_coef.copy_(tensors["sb3/log_ent_coef"].to(model.log_ent_coef.device))
         model.num_timesteps, model._n_updates = int(state["num_timesteps"]), int(state["n_updates"])
+        if "ent_coef" in state:
+            model.ent_coef = float(state["ent_coef"])
         self.episodes = int(state["episodes"])
         self.gate.restore(state["gate"])
         self.full_gate.restore(state.get("full_gate", []))

@@ -152,6 +152,10 @@ class _PPOOptions:
     risk_seeking: float | None = field(default=None, metadata={
         "help": "top share of each rollout's episodes that learns (risk-seeking policy gradient: advantage = "
                 "return minus the rollout's 1-share quantile, the rest 0; aims at the best prompt, not the mean)"})
+    entropy_floor: float | None = field(default=None, metadata={
+        "help": "mean per-token policy entropy (nats) below which the entropy bonus grows: after each rollout "
+                "ent_coef is multiplied by 1.5 while under it and divided by 1.5 (not below its set value) "
+                "while above; None: a fixed ent_coef"})
 
     def _check_ppo(self) -> None:
         for name in ("n_steps", "batch_size", "n_epochs"):
@@ -159,6 +163,7 @@ class _PPOOptions:
         if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ConfigError(f"gamma must lie in (0, 1] and gae_lambda in [0, 1]; got {self.gamma}, {self.gae_lambda}")
         check_share(self.risk_seeking, "risk_seeking", allow_zero=False, allow_none=True)
+        check_positive(self.entropy_floor, "entropy_floor", integer=False, allow_none=True)
 
     def algo_kwargs(self) -> dict[str, Any]:
         kwargs = {k: getattr(self, k) for k in ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda",
